@@ -1,0 +1,185 @@
+//! What every cluster test needs: a client for the test cluster, a namespace of its own,
+//! polling with deadlines, and the fault injector (`e2e/cluster.sh` by default).
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kubeconfig of the cluster under test: `E2E_KUBECONFIG`, else the local cluster's.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("E2E_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_dir().join("target/e2e/kubeconfig"))
+}
+
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read kubeconfig {}: {e} (start the cluster with `make cluster-up`)",
+            path.display()
+        )
+    });
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    Client::try_from(config).expect("client from kubeconfig")
+}
+
+/// A namespace that lives as long as the test; deleted (in the background) on drop.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let name = format!(
+            "{prefix}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() % 1_000_000)
+                .unwrap_or(0)
+        );
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": { "edgeshift.io/e2e": "true" } }
+        }))
+        .expect("namespace manifest");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        // Pods need the namespace's default ServiceAccount, which a controller creates.
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        eventually("default ServiceAccount", Duration::from_secs(30), || async {
+            sa.get_opt("default").await.ok().flatten()
+        })
+        .await;
+        TestNamespace {
+            name,
+            client: client.clone(),
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let name = self.name.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::background()).await;
+            });
+        }
+    }
+}
+
+/// Polls `probe` every 250 ms until it yields `Some`, or panics naming `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Runs the fault injector: `E2E_FAULTS` (default `e2e/cluster.sh`) with the given args,
+/// e.g. `region-down aws-us-east-1`. The kind injector in e2e/kind/ takes the same args.
+pub fn inject(args: &[&str]) {
+    let injector = std::env::var("E2E_FAULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
+    let out = Command::new("bash")
+        .arg(&injector)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", injector.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}",
+        injector.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// Nodes of a region, by the standard region label value (e.g. `us-east-1`).
+pub async fn region_nodes(client: &Client, region_label: &str) -> Vec<Node> {
+    Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/region={region_label}")))
+        .await
+        .expect("list nodes")
+        .items
+}
+
+/// Ready, not-terminating pods matching `selector`, as (pod name, node name, pod IP).
+pub async fn ready_pods(api: &Api<Pod>, selector: &str) -> Vec<(String, String, String)> {
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .map(|p| {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+            (p.metadata.name.unwrap_or_default(), node, ip)
+        })
+        .collect()
+}
+
+/// GET an URL with a short timeout; `Some(status)` when something answered.
+pub async fn http_status(url: &str) -> Option<u16> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .ok()?;
+    client.get(url).send().await.ok().map(|r| r.status().as_u16())
+}
+
+/// The health endpoint URL of a region, as the fault injector reports it.
+pub fn region_endpoint(region: &str) -> String {
+    let injector = std::env::var("E2E_FAULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
+    let out = Command::new("bash")
+        .arg(&injector)
+        .args(["endpoint", region])
+        .output()
+        .expect("run the fault injector");
+    assert!(out.status.success(), "endpoint {region}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
