@@ -29,6 +29,12 @@ module_gomod() { # <module@version> -> path of its go.mod in the module cache
   (cd "$1" && go mod download -json "$2") | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p'
 }
 
+module_dir() { # <dir> <module@version>: download it, print where it was unpacked
+  local json
+  json=$(cd "$1" && go mod download -json "$2" 2>&1) || die "downloading Go module $2 failed: $json"
+  echo "$json" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'
+}
+
 new_wrapper() { # <dir> <module name>
   rm -rf "$1"
   mkdir -p "$1"
@@ -149,8 +155,8 @@ fetch_traffic_crds() {
   mkdir -p "$out"
   tmp=$(mktemp -d)
   (cd "$tmp" && go mod init tmp >/dev/null 2>&1)
-  gw=$(cd "$tmp" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  dns=$(cd "$tmp" && go mod download -json "sigs.k8s.io/external-dns@$EXTERNAL_DNS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  gw=$(module_dir "$tmp" "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION")
+  dns=$(module_dir "$tmp" "sigs.k8s.io/external-dns@$EXTERNAL_DNS_VERSION")
   rm -rf "$tmp"
   [ -d "$gw/config/crd/standard" ] || die "Gateway API $GATEWAY_API_VERSION module has no config/crd/standard"
   local f
@@ -158,9 +164,9 @@ fetch_traffic_crds() {
     cat "$f"
     echo "---"
   done >"$out/gateway-api-$GATEWAY_API_VERSION.yaml"
-  f=$(find "$dns" -path '*crd*' -name '*dnsendpoint*.yaml' | sort | head -n 1)
-  [ -n "$f" ] || die "external-dns $EXTERNAL_DNS_VERSION module has no DNSEndpoint CRD file"
-  cp "$f" "$out/external-dns-$EXTERNAL_DNS_VERSION.yaml"
+  f=$dns/config/crd/standard/dnsendpoints.externaldns.k8s.io.yaml
+  [ -s "$f" ] || die "external-dns $EXTERNAL_DNS_VERSION module has no DNSEndpoint CRD at $f"
+  cat "$f" >"$out/external-dns-$EXTERNAL_DNS_VERSION.yaml"
   say "fetched Gateway API $GATEWAY_API_VERSION and DNSEndpoint CRDs from their Go modules"
 }
 

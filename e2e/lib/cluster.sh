@@ -180,7 +180,7 @@ start_controller_manager() {
     --kubeconfig "$STATE_DIR/kcm.kubeconfig" --authentication-kubeconfig "$STATE_DIR/kcm.kubeconfig" \
     --authorization-kubeconfig "$STATE_DIR/kcm.kubeconfig" --secure-port 0 --leader-elect=false \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
-    --use-service-account-credentials=false \
+    --use-service-account-credentials=true \
     --allocate-node-cidrs=true --cluster-cidr 10.128.0.0/12 --node-cidr-mask-size 24 \
     --service-cluster-ip-range 10.96.0.0/16 \
     --node-monitor-period 1s --node-monitor-grace-period "$NODE_GRACE_PERIOD" \
@@ -256,6 +256,7 @@ metadata:
     kwok.x-k8s.io/node: fake
   labels:
     kubernetes.io/hostname: $name
+    e2e.edgeshift.io/name: $name
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     type: kwok

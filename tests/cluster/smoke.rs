@@ -13,10 +13,18 @@ use serde_json::json;
 use crate::support::*;
 
 /// A Deployment of `replicas` pods, required to run in `regions` and preferring the first.
-fn deployment(name: &str, replicas: i32, regions: &[&str], toleration_seconds: Option<i64>) -> Deployment {
+fn deployment(
+    name: &str,
+    replicas: i32,
+    regions: &[&str],
+    toleration_seconds: Option<i64>,
+) -> Deployment {
     let mut tolerations = vec![];
     if let Some(secs) = toleration_seconds {
-        for key in ["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"] {
+        for key in [
+            "node.kubernetes.io/unreachable",
+            "node.kubernetes.io/not-ready",
+        ] {
             tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": secs}));
         }
     }
@@ -53,10 +61,30 @@ async fn node_names(client: &kube::Client, region_label: &str) -> BTreeSet<Strin
         .collect()
 }
 
+/// Nodes are found by their topology name (label `e2e.edgeshift.io/name`), so the same
+/// tests run on kind, whose node names cannot be chosen.
+fn find_node<'a>(nodes: &'a [Node], name: &str) -> &'a Node {
+    nodes
+        .iter()
+        .find(|n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("e2e.edgeshift.io/name"))
+                .map(String::as_str)
+                == Some(name)
+        })
+        .unwrap_or_else(|| panic!("node {name} (label e2e.edgeshift.io/name={name}) missing"))
+}
+
 #[tokio::test]
 async fn the_cluster_has_three_regions_and_six_edge_nodes_all_ready() {
     let client = client().await;
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.expect("list nodes").items;
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list nodes")
+        .items;
     for (region, label, provider) in [
         ("aws-us-east-1", "us-east-1", "aws"),
         ("aws-us-west-2", "us-west-2", "aws"),
@@ -64,18 +92,31 @@ async fn the_cluster_has_three_regions_and_six_edge_nodes_all_ready() {
     ] {
         for n in 1..=2 {
             let name = format!("{region}-{n}");
-            let node = nodes.iter().find(|x| x.metadata.name.as_deref() == Some(name.as_str()))
-                .unwrap_or_else(|| panic!("node {name} missing"));
+            let node = find_node(&nodes, &name);
             let labels = node.metadata.labels.clone().unwrap_or_default();
-            assert_eq!(labels.get("topology.kubernetes.io/region").map(String::as_str), Some(label), "{name}");
-            assert_eq!(labels.get("edgeshift.io/provider").map(String::as_str), Some(provider), "{name}");
+            assert_eq!(
+                labels
+                    .get("topology.kubernetes.io/region")
+                    .map(String::as_str),
+                Some(label),
+                "{name}"
+            );
+            assert_eq!(
+                labels.get("edgeshift.io/provider").map(String::as_str),
+                Some(provider),
+                "{name}"
+            );
         }
     }
     for n in 1..=6 {
         let name = format!("edge-{n}");
-        let node = nodes.iter().find(|x| x.metadata.name.as_deref() == Some(name.as_str()))
-            .unwrap_or_else(|| panic!("node {name} missing"));
-        assert!(!node.metadata.labels.clone().unwrap_or_default().contains_key("topology.kubernetes.io/region"));
+        let node = find_node(&nodes, &name);
+        assert!(!node
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .contains_key("topology.kubernetes.io/region"));
     }
     let api = Api::<Node>::all(client.clone());
     eventually("all 12 nodes Ready", Duration::from_secs(60), || async {
@@ -91,7 +132,10 @@ async fn a_deployment_pinned_to_a_region_runs_there_and_its_service_lists_the_po
     let ns = TestNamespace::new(&client, "smoke-pinned").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     deployments
-        .create(&PostParams::default(), &deployment("web", 3, &["us-west-2"], None))
+        .create(
+            &PostParams::default(),
+            &deployment("web", 3, &["us-west-2"], None),
+        )
         .await
         .expect("create deployment");
     let service: Service = serde_json::from_value(json!({
@@ -112,26 +156,33 @@ async fn a_deployment_pinned_to_a_region_runs_there_and_its_service_lists_the_po
     .await;
     let region = node_names(&client, "us-west-2").await;
     for (pod, node, ip) in &running {
-        assert!(region.contains(node), "pod {pod} runs on {node}, not in us-west-2 {region:?}");
+        assert!(
+            region.contains(node),
+            "pod {pod} runs on {node}, not in us-west-2 {region:?}"
+        );
         assert!(!ip.is_empty(), "pod {pod} has no IP");
     }
 
     let want: BTreeSet<String> = running.iter().map(|(_, _, ip)| ip.clone()).collect();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns.name);
-    eventually("EndpointSlices listing the 3 pod IPs as ready", Duration::from_secs(30), || async {
-        let items = slices
-            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
-            .await
-            .ok()?
-            .items;
-        let got: BTreeSet<String> = items
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            .flat_map(|e| e.addresses.iter().cloned())
-            .collect();
-        (got == want).then_some(())
-    })
+    eventually(
+        "EndpointSlices listing the 3 pod IPs as ready",
+        Duration::from_secs(30),
+        || async {
+            let items = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+                .await
+                .ok()?
+                .items;
+            let got: BTreeSet<String> = items
+                .iter()
+                .flat_map(|s| s.endpoints.iter())
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+                .flat_map(|e| e.addresses.iter().cloned())
+                .collect();
+            (got == want).then_some(())
+        },
+    )
     .await;
 }
 
@@ -143,40 +194,73 @@ async fn losing_a_region_evicts_its_pods_to_another_region_and_it_comes_back() {
     let client = client().await;
     let ns = TestNamespace::new(&client, "smoke-loss").await;
     let url = region_endpoint("aws-us-east-1");
-    assert_eq!(http_status(&url).await, Some(200), "{url} answers before the loss");
+    assert_eq!(
+        http_status(&url).await,
+        Some(200),
+        "{url} answers before the loss"
+    );
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     deployments
-        .create(&PostParams::default(), &deployment("mover", 2, &["us-east-1", "europe-west1"], Some(5)))
+        .create(
+            &PostParams::default(),
+            &deployment("mover", 2, &["us-east-1", "europe-west1"], Some(5)),
+        )
         .await
         .expect("create deployment");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let east = node_names(&client, "us-east-1").await;
     let europe = node_names(&client, "europe-west1").await;
-    eventually("2 Ready pods in us-east-1", Duration::from_secs(60), || async {
-        let ready = ready_pods(&pods, "app=mover").await;
-        (ready.len() == 2 && ready.iter().all(|(_, n, _)| east.contains(n))).then_some(())
-    })
+    eventually(
+        "2 Ready pods in us-east-1",
+        Duration::from_secs(60),
+        || async {
+            let ready = ready_pods(&pods, "app=mover").await;
+            (ready.len() == 2 && ready.iter().all(|(_, n, _)| east.contains(n))).then_some(())
+        },
+    )
     .await;
 
     let lost_at = Instant::now();
     inject(&["region-down", "aws-us-east-1"]);
     let nodes = Api::<Node>::all(client.clone());
-    eventually("us-east-1 nodes NotReady within 30 s", Duration::from_secs(30), || async {
-        let items = region_nodes(&client, "us-east-1").await;
-        (items.len() == 2 && items.iter().all(|n| !node_ready(n))).then_some(())
-    })
+    eventually(
+        "us-east-1 nodes NotReady within 30 s",
+        Duration::from_secs(30),
+        || async {
+            let items = region_nodes(&client, "us-east-1").await;
+            (items.len() == 2 && items.iter().all(|n| !node_ready(n))).then_some(())
+        },
+    )
     .await;
     let not_ready_after = lost_at.elapsed();
     // The other regions are untouched.
-    let others = nodes.list(&ListParams::default().labels("topology.kubernetes.io/region in (us-west-2,europe-west1)")).await.expect("list nodes").items;
-    assert!(others.iter().all(node_ready), "only us-east-1 nodes turned NotReady");
-    assert_eq!(http_status(&url).await, None, "{url} stops answering with the region");
+    let others = nodes
+        .list(
+            &ListParams::default()
+                .labels("topology.kubernetes.io/region in (us-west-2,europe-west1)"),
+        )
+        .await
+        .expect("list nodes")
+        .items;
+    assert!(
+        others.iter().all(node_ready),
+        "only us-east-1 nodes turned NotReady"
+    );
+    assert_eq!(
+        http_status(&url).await,
+        None,
+        "{url} stops answering with the region"
+    );
 
-    eventually("pods evicted and Ready in europe-west1", Duration::from_secs(60), || async {
-        let ready = ready_pods(&pods, "app=mover").await;
-        (ready.len() == 2 && ready.iter().all(|(_, n, _)| europe.contains(n))).then_some(())
-    })
+    eventually(
+        "pods evicted and Ready in europe-west1",
+        Duration::from_secs(60),
+        || async {
+            let ready = ready_pods(&pods, "app=mover").await;
+            (ready.len() == 2 && ready.iter().all(|(_, n, _)| europe.contains(n))).then_some(())
+        },
+    )
     .await;
     println!(
         "region loss: NotReady after {:.1}s, pods Ready in europe-west1 after {:.1}s",
@@ -185,10 +269,14 @@ async fn losing_a_region_evicts_its_pods_to_another_region_and_it_comes_back() {
     );
 
     inject(&["region-up", "aws-us-east-1"]);
-    eventually("us-east-1 nodes Ready again", Duration::from_secs(60), || async {
-        let items = region_nodes(&client, "us-east-1").await;
-        (items.len() == 2 && items.iter().all(node_ready)).then_some(())
-    })
+    eventually(
+        "us-east-1 nodes Ready again",
+        Duration::from_secs(60),
+        || async {
+            let items = region_nodes(&client, "us-east-1").await;
+            (items.len() == 2 && items.iter().all(node_ready)).then_some(())
+        },
+    )
     .await;
     assert_eq!(http_status(&url).await, Some(200), "{url} answers again");
 }

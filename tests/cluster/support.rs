@@ -37,7 +37,6 @@ pub async fn client() -> Client {
 /// A namespace that lives as long as the test; deleted (in the background) on drop.
 pub struct TestNamespace {
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -60,26 +59,34 @@ impl TestNamespace {
         // Pods need the namespace's default ServiceAccount, which a controller creates.
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(client.clone(), &name);
-        eventually("default ServiceAccount", Duration::from_secs(30), || async {
-            sa.get_opt("default").await.ok().flatten()
-        })
+        eventually(
+            "default ServiceAccount",
+            Duration::from_secs(30),
+            || async { sa.get_opt("default").await.ok().flatten() },
+        )
         .await;
-        TestNamespace {
-            name,
-            client: client.clone(),
-        }
+        TestNamespace { name }
     }
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace even when the test panicked. The test's runtime is finishing,
+    /// so this uses a thread with a runtime and a client of its own.
     fn drop(&mut self) {
-        let api = Api::<Namespace>::all(self.client.clone());
         let name = self.name.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let api = Api::<Namespace>::all(client().await);
                 let _ = api.delete(&name, &DeleteParams::background()).await;
             });
-        }
+        })
+        .join();
     }
 }
 
@@ -139,7 +146,9 @@ pub fn pod_ready(pod: &Pod) -> bool {
 /// Nodes of a region, by the standard region label value (e.g. `us-east-1`).
 pub async fn region_nodes(client: &Client, region_label: &str) -> Vec<Node> {
     Api::<Node>::all(client.clone())
-        .list(&ListParams::default().labels(&format!("topology.kubernetes.io/region={region_label}")))
+        .list(
+            &ListParams::default().labels(&format!("topology.kubernetes.io/region={region_label}")),
+        )
         .await
         .expect("list nodes")
         .items
@@ -154,8 +163,16 @@ pub async fn ready_pods(api: &Api<Pod>, selector: &str) -> Vec<(String, String, 
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
         .map(|p| {
-            let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-            let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+            let node = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
+            let ip = p
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .unwrap_or_default();
             (p.metadata.name.unwrap_or_default(), node, ip)
         })
         .collect()
@@ -167,7 +184,12 @@ pub async fn http_status(url: &str) -> Option<u16> {
         .timeout(Duration::from_secs(1))
         .build()
         .ok()?;
-    client.get(url).send().await.ok().map(|r| r.status().as_u16())
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
 }
 
 /// The health endpoint URL of a region, as the fault injector reports it.
@@ -180,6 +202,10 @@ pub fn region_endpoint(region: &str) -> String {
         .args(["endpoint", region])
         .output()
         .expect("run the fault injector");
-    assert!(out.status.success(), "endpoint {region}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "endpoint {region}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
