@@ -3,6 +3,11 @@
 #![forbid(unsafe_code)]
 #![deny(warnings)]
 
+pub mod api;
+pub mod clock;
+pub mod controller;
+pub mod planner;
+pub mod runtime;
 pub mod telemetry;
 
 /// Errors the operator reports; each carries the context a person needs to act on it.

@@ -1,0 +1,123 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease (kube-lease-manager). Only the leader
+//! probes and writes; a standby keeps its caches warm and takes over when the lease expires
+//! (SIGKILL of the leader) or is released (SIGTERM).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Lease settings (`edgeshift run --lease-*`).
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    pub name: String,
+    pub namespace: String,
+    /// This process's identity in the lease (the pod name in a cluster).
+    pub identity: String,
+    /// Seconds the lease is valid without renewal: how long a SIGKILLed leader blocks others.
+    pub duration_seconds: u64,
+    /// Seconds before expiry that the holder renews.
+    pub grace_seconds: u64,
+}
+
+/// Whether this process leads, readable from anywhere, with a channel to wait for changes.
+#[derive(Clone, Debug)]
+pub struct Leadership {
+    leading: Arc<AtomicBool>,
+    changes: watch::Receiver<bool>,
+}
+
+impl Leadership {
+    /// Always the leader (leader election disabled: a single replica, or tests).
+    pub fn always() -> Leadership {
+        let (_tx, rx) = watch::channel(true);
+        Leadership {
+            leading: Arc::new(AtomicBool::new(true)),
+            changes: rx,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// Resolves when this process becomes the leader (at once if it already is).
+    pub async fn acquired(&mut self) {
+        while !*self.changes.borrow_and_update() {
+            if self.changes.changed().await.is_err() {
+                // The election ended (shutdown): never resolve.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A receiver of leadership changes.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.changes.clone()
+    }
+}
+
+/// Runs the election until `shutdown` resolves, then releases the lease so a standby takes
+/// over at once. Returns the leadership handle right away, and the task to await before the
+/// process exits (it ends once the lease is released).
+pub async fn elect(
+    client: Client,
+    options: LeaseOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(Leadership, tokio::task::JoinHandle<()>), String> {
+    let params = LeaseParams::new(
+        options.identity.clone(),
+        options.duration_seconds.max(2),
+        options.grace_seconds.clamp(1, options.duration_seconds.max(2) - 1),
+    );
+    let manager = LeaseManagerBuilder::new(client, options.name.clone())
+        .with_namespace(options.namespace.clone())
+        .with_parameters(params)
+        .build()
+        .await
+        .map_err(|e| format!("leader election on Lease {}/{}: {e}", options.namespace, options.name))?;
+    let (mut lease_changes, task) = manager.watch().await;
+    let leading = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = watch::channel(false);
+    let flag = leading.clone();
+    let election = tokio::spawn(async move {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                changed = lease_changes.changed() => {
+                    if changed.is_err() {
+                        warn!("leader election stopped");
+                        break;
+                    }
+                    let now_leading = *lease_changes.borrow_and_update();
+                    flag.store(now_leading, Ordering::Release);
+                    let _ = tx.send(now_leading);
+                    if now_leading {
+                        info!(identity = %options.identity, lease = %options.name, "became the leader");
+                    } else {
+                        warn!(identity = %options.identity, lease = %options.name, "lost the leadership");
+                    }
+                }
+            }
+        }
+        flag.store(false, Ordering::Release);
+        let _ = tx.send(false);
+        // Dropping the receiver makes the manager release the lease.
+        drop(lease_changes);
+        match task.await {
+            Ok(Ok(_)) => info!(lease = %options.name, "released the lease"),
+            Ok(Err(e)) => warn!(error = %e, "releasing the lease"),
+            Err(e) => warn!(error = %e, "leader election task"),
+        }
+    });
+    Ok((
+        Leadership {
+            leading,
+            changes: rx,
+        },
+        election,
+    ))
+}
