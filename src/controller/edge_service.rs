@@ -1,0 +1,352 @@
+//! Reconciling one EdgeService: observe (caches) → plan (pure) → apply children → status and
+//! Events. Writes happen only when something differs from what the cluster already holds.
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType as KubeEventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::children::{self, Pinning, FIELD_MANAGER, LABEL_SERVICE, LABEL_TARGET};
+use super::observe::{edge_node_view, observed_targets};
+use super::Context;
+use crate::api::conditions::{self, ConditionStatus};
+use crate::api::{
+    EdgeService, EdgeServiceStatus, FallbackMode, ServicePhase, TargetKind,
+    EDGE_TARGET,
+};
+use crate::planner::{self, EventType, ObservedTarget, Plan, PlanInput, PreviousState, RegionView};
+use crate::{Error, Result};
+
+/// Reason of the condition and Event when the API server refuses what we build from a spec.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+
+pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
+    let oref = ObjectRef::from_obj(&*es);
+    if es.metadata.deletion_timestamp.is_some() {
+        // Children go with it through their owner references.
+        return Ok(Action::await_change());
+    }
+    let Some(namespace) = es.namespace() else {
+        return Ok(Action::await_change());
+    };
+    let now = ctx.clock.now();
+    let input = plan_input(&es, &ctx, now);
+    let plan = planner::plan(&input);
+
+    match apply_children(&es, &ctx, &namespace, &plan, &input.observed).await {
+        Ok(()) => {}
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 || status.code == 400 => {
+            // The spec passed the CRD schema but Kubernetes refuses what it makes (e.g. an
+            // invalid container in the template): say so and wait for the spec to change.
+            let message = format!(
+                "Kubernetes refused a child built from this spec: {}",
+                status.message
+            );
+            warn!(edgeservice = %oref, %message, "unusable spec");
+            let mut status_now = es.status.clone().unwrap_or_default();
+            let changed = conditions::set_condition(
+                &mut status_now.conditions,
+                conditions::READY,
+                ConditionStatus::False,
+                REASON_INVALID_SPEC,
+                &message,
+                es.metadata.generation,
+                seconds(now),
+            );
+            if changed {
+                write_status(&ctx, &es, &namespace, &status_now).await?;
+                publish(
+                    &ctx,
+                    &es,
+                    KubeEventType::Warning,
+                    REASON_INVALID_SPEC,
+                    &message,
+                )
+                .await;
+            }
+            ctx.reset_backoff(&oref);
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e),
+    }
+
+    let new_status = status_from_plan(&input, &plan, es.status.as_ref());
+    if es.status.as_ref() != Some(&new_status) {
+        tracing::debug!(
+            edgeservice = %oref,
+            old = %serde_json::to_string(&es.status).unwrap_or_default(),
+            new = %serde_json::to_string(&new_status).unwrap_or_default(),
+            "status changed"
+        );
+        write_status(&ctx, &es, &namespace, &new_status).await?;
+    }
+    for event in &plan.events {
+        let type_ = match event.type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        };
+        publish(&ctx, &es, type_, &event.reason, &event.message).await;
+    }
+    if es.phase() != plan.phase || es.status.is_none() {
+        info!(edgeservice = %oref, phase = %plan.phase, "phase");
+    }
+    ctx.reset_backoff(&oref);
+    Ok(Action::requeue(next_check(&plan, &ctx)))
+}
+
+/// Per-object exponential backoff (1 s doubling to 5 min) on errors.
+pub fn error_policy(es: Arc<EdgeService>, error: &Error, ctx: Arc<Context>) -> Action {
+    let oref = ObjectRef::from_obj(&*es);
+    let delay = ctx.backoff(&oref);
+    warn!(edgeservice = %oref, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
+    let regions = es
+        .spec
+        .regions
+        .iter()
+        .filter_map(|name| {
+            ctx.regions
+                .get(&ObjectRef::new(name))
+                .map(|cr| RegionView::from_cloud_region(&cr))
+        })
+        .collect();
+    let edge_nodes = ctx
+        .edge_nodes
+        .state()
+        .iter()
+        .map(|n| edge_node_view(n, now))
+        .collect();
+    let deployments = ctx.deployments.state();
+    PlanInput {
+        spec: es.spec.clone(),
+        generation: es.metadata.generation,
+        previous: es
+            .status
+            .as_ref()
+            .map(PreviousState::from_status)
+            .unwrap_or_default(),
+        regions,
+        edge_nodes,
+        observed: observed_targets(es, deployments.iter().map(|d| d.as_ref())),
+        now,
+    }
+}
+
+fn uses_edge(es: &EdgeService) -> bool {
+    es.spec.fallback.mode != FallbackMode::Disabled || es.spec.fallback.edge.warm_replicas > 0
+}
+
+/// The Deployments the plan asks for. A region whose CloudRegion does not exist gets none
+/// (its node selector is unknown); the planner already counts it as Unknown.
+fn desired_deployments(es: &EdgeService, ctx: &Context, plan: &Plan) -> Vec<Deployment> {
+    plan.targets
+        .iter()
+        .filter_map(|t| match t.kind {
+            TargetKind::Region => ctx.regions.get(&ObjectRef::new(&t.name)).map(|cr| {
+                children::deployment(
+                    es,
+                    &t.name,
+                    t.replicas,
+                    &Pinning::Region(cr.spec.effective_node_selector()),
+                )
+            }),
+            TargetKind::Edge => uses_edge(es).then(|| {
+                children::deployment(
+                    es,
+                    EDGE_TARGET,
+                    t.replicas,
+                    &Pinning::Edge(plan.edge_candidates.clone()),
+                )
+            }),
+        })
+        .collect()
+}
+
+/// An edge Deployment that runs nothing and should run nothing is left as it is: where zero
+/// pods may go does not matter, and rewriting it on every edge inventory change would mean
+/// one write per EdgeService whenever any edge node comes or goes.
+fn idle_edge(deployment: &Deployment, observed: &BTreeMap<String, ObservedTarget>) -> bool {
+    let wanted = deployment.spec.as_ref().and_then(|s| s.replicas) == Some(0);
+    let is_edge = deployment.labels().get(LABEL_TARGET).map(String::as_str) == Some(EDGE_TARGET);
+    is_edge
+        && wanted
+        && observed
+            .get(EDGE_TARGET)
+            .is_some_and(|o| o.replicas == 0 && o.ready == 0)
+}
+
+async fn apply_children(
+    es: &EdgeService,
+    ctx: &Context,
+    namespace: &str,
+    plan: &Plan,
+    observed: &BTreeMap<String, ObservedTarget>,
+) -> Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    let desired = desired_deployments(es, ctx, plan);
+    let wanted: BTreeSet<String> = desired
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .collect();
+    for d in desired {
+        if idle_edge(&d, observed) {
+            continue;
+        }
+        apply_if_changed(&deployments, &ctx.deployments, namespace, d).await?;
+    }
+    for s in children::services(es) {
+        apply_if_changed(&services, &ctx.services, namespace, s).await?;
+    }
+    // Targets that left the spec (a region removed, the edge disabled): their Deployments go.
+    let uid = es.uid();
+    for d in ctx.deployments.state() {
+        let owned = d
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == uid.as_ref());
+        let ours = d.namespace().as_deref() == Some(namespace)
+            && d.labels().get(LABEL_SERVICE) == Some(&es.name_any())
+            && d.labels().contains_key(LABEL_TARGET);
+        if owned && ours && !wanted.contains(&d.name_any()) {
+            info!(deployment = %d.name_any(), "deleting the Deployment of a target no longer in the spec");
+            match deployments
+                .delete(&d.name_any(), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Server-side applies `obj` unless the cached object already carries its hash.
+async fn apply_if_changed<K>(
+    api: &Api<K>,
+    cache: &kube::runtime::reflector::Store<K>,
+    namespace: &str,
+    obj: K,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let (obj, hash) = children::with_hash(obj);
+    let current = cache
+        .get(&ObjectRef::new(&name).within(namespace))
+        .is_some_and(|o| children::is_current(&*o, &hash));
+    if current {
+        return Ok(());
+    }
+    let mut body = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
+        what: format!("{} {namespace}/{name}", K::kind(&())),
+        source,
+    })?;
+    body["apiVersion"] = K::api_version(&()).into();
+    body["kind"] = K::kind(&()).into();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_status(
+    ctx: &Context,
+    es: &EdgeService,
+    namespace: &str,
+    status: &EdgeServiceStatus,
+) -> Result<()> {
+    let api: Api<EdgeService> = Api::namespaced(ctx.client.clone(), namespace);
+    let body = serde_json::json!({
+        "apiVersion": EdgeService::api_version(&()),
+        "kind": EdgeService::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &es.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
+        warn!(error = %e, reason, "could not record an Event");
+    }
+}
+
+/// Kubernetes keeps times to the second: round ours the same way, or a status read back would
+/// always differ from the one we computed and we would write it again and again.
+fn seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+fn time_s(t: &Time) -> Time {
+    Time(seconds(t.0))
+}
+
+/// The status the plan implies (conditions move only where they really changed), with
+/// times at Kubernetes' one-second precision.
+pub fn status_from_plan(input: &PlanInput, plan: &Plan, previous: Option<&EdgeServiceStatus>) -> EdgeServiceStatus {
+    let mut status = plan.status(input, previous);
+    for c in &mut status.conditions {
+        c.last_transition_time = time_s(&c.last_transition_time);
+    }
+    status.failback_step_since = status.failback_step_since.as_ref().map(time_s);
+    if let Some(f) = status.last_failover.as_mut() {
+        f.detected_at = time_s(&f.detected_at);
+        f.decided_at = time_s(&f.decided_at);
+        f.edge_ready_at = f.edge_ready_at.as_ref().map(time_s);
+        f.traffic_shifted_at = f.traffic_shifted_at.as_ref().map(time_s);
+        f.failed_back_at = f.failed_back_at.as_ref().map(time_s);
+    }
+    // Candidates are listed only while the edge runs or should run something: otherwise
+    // every edge inventory change would rewrite the status of every EdgeService.
+    let edge_idle = plan.replicas(EDGE_TARGET) == 0
+        && input.observed.get(EDGE_TARGET).is_none_or(|o| o.replicas == 0);
+    if edge_idle {
+        status.edge_candidates.clear();
+    }
+    status
+}
+
+/// When to look again without being told. Away from `Normal`, time itself moves the plan
+/// (stabilization windows, failback steps), so look every second; a look reads only the caches
+/// and writes nothing unless the plan changed. In `Normal`, a slow resync.
+fn next_check(plan: &Plan, ctx: &Context) -> Duration {
+    let episode = plan.last_failover.as_ref().is_some_and(|f| f.is_active());
+    if plan.phase == ServicePhase::Normal && plan.failback_step.is_none() && !episode {
+        ctx.options.resync
+    } else {
+        Duration::from_secs(1).min(ctx.options.resync)
+    }
+}

@@ -1,0 +1,208 @@
+//! The controllers: observe (reflector stores) → plan (pure) → apply (server-side apply) →
+//! status and Events. Only this module and its children take a `Client`.
+pub mod children;
+pub mod edge_service;
+mod observe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{future, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::{CloudRegion, EdgeNode, EdgeService};
+use crate::clock::{Clock, SystemClock};
+
+/// Settings of `edgeshift run` that the controllers need.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch EdgeServices (and their children) in this namespace only; all when `None`.
+    pub namespace: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+    /// Requeue a steady EdgeService after this long (a read-only re-check: no writes).
+    pub resync: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: None,
+            concurrency: 16,
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile reads from: caches of the cluster, the clock, the event recorder.
+pub struct Context {
+    pub client: Client,
+    pub regions: Store<CloudRegion>,
+    pub edge_nodes: Store<EdgeNode>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub recorder: Recorder,
+    pub clock: Arc<dyn Clock>,
+    pub options: Options,
+    /// Consecutive failures per EdgeService, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<EdgeService>, u32>>,
+}
+
+impl Context {
+    /// Backoff after the n-th consecutive failure: 1 s, 2 s, 4 s, ... capped at 5 minutes.
+    fn backoff(&self, obj: &ObjectRef<EdgeService>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(obj.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+    }
+
+    fn reset_backoff(&self, obj: &ObjectRef<EdgeService>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(obj);
+    }
+}
+
+fn namespaced<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What of a CloudRegion matters to the EdgeServices that use it: spec and verdict.
+fn region_verdict(region: &CloudRegion) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    region.metadata.generation.hash(&mut h);
+    let status = region.status.as_ref();
+    status.and_then(|s| s.phase).hash(&mut h);
+    status
+        .and_then(|s| s.last_transition_time.as_ref())
+        .map(|t| t.0.as_millisecond())
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs the EdgeService controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let managed = watcher::Config::default().labels(&format!(
+        "{}={}",
+        children::LABEL_MANAGED_BY,
+        children::FIELD_MANAGER
+    ));
+    let (regions, regions_writer) = reflector::store::<CloudRegion>();
+    let (edge_nodes, edge_writer) = reflector::store::<EdgeNode>();
+    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let (services, services_writer) = reflector::store::<Service>();
+
+    let region_stream = watcher(
+        Api::<CloudRegion>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(regions_writer)
+    .touched_objects()
+    // Probe heartbeats do not concern EdgeServices; a new verdict or spec does.
+    .predicate_filter(region_verdict, Default::default());
+    let edge_stream = watcher(
+        Api::<EdgeNode>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(edge_writer)
+    .touched_objects();
+    let deployment_stream = watcher(
+        namespaced::<Deployment>(&client, &options.namespace),
+        managed.clone(),
+    )
+    .default_backoff()
+    .reflect(deployments_writer)
+    .touched_objects();
+    let service_stream = watcher(namespaced::<Service>(&client, &options.namespace), managed)
+        .default_backoff()
+        .reflect(services_writer)
+        .touched_objects();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        regions,
+        edge_nodes,
+        deployments,
+        services,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "edgeshift".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        clock: Arc::new(SystemClock),
+        options: options.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+
+    let controller = Controller::new(
+        namespaced::<EdgeService>(&client, &options.namespace),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
+    let by_region = controller.store();
+    let by_edge = controller.store();
+    let controller = controller
+        .owns_stream(deployment_stream)
+        .owns_stream(service_stream)
+        .watches_stream(region_stream, move |region: CloudRegion| {
+            // Every EdgeService that names the region (from the cache: no API call).
+            let name = region.name_any();
+            by_region
+                .state()
+                .into_iter()
+                .filter(|es| es.spec.regions.contains(&name))
+                .map(|es| ObjectRef::from_obj(&*es))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(edge_stream, move |_node: EdgeNode| {
+            // An edge node's change can matter to every service that may use the edge.
+            by_edge
+                .state()
+                .into_iter()
+                .filter(|es| {
+                    es.spec.fallback.mode != crate::api::FallbackMode::Disabled
+                        || es.spec.fallback.edge.warm_replicas > 0
+                })
+                .map(|es| ObjectRef::from_obj(&*es))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown);
+
+    info!(namespace = ?options.namespace, "EdgeService controller starting");
+    controller
+        .run(edge_service::reconcile, edge_service::error_policy, ctx)
+        .for_each(|result| {
+            match result {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(err, obj)) => {
+                    warn!(object = %obj, error = %err, "reconcile failed")
+                }
+                Err(err) => warn!(error = %err, "controller"),
+            }
+            future::ready(())
+        })
+        .await;
+    info!("EdgeService controller stopped");
+}

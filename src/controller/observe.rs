@@ -1,0 +1,56 @@
+//! Turning cached cluster objects into the planner's input. Pure functions over objects, so
+//! they are unit-tested without a cluster; the stores only supply the objects.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use crate::api::{EdgeNode, EdgeService};
+use crate::controller::children::{LABEL_SERVICE, LABEL_TARGET};
+use crate::planner::{EdgeNodeView, ObservedTarget};
+
+/// Replicas an edge node takes when its registration does not say (Kubernetes' default
+/// pods per node).
+pub const DEFAULT_EDGE_NODE_PODS: u32 = 110;
+
+/// The planner's view of an EdgeNode. Registrations without `capacity.pods` count as
+/// Kubernetes' default pods per node.
+pub fn edge_node_view(node: &EdgeNode, now: Timestamp) -> EdgeNodeView {
+    EdgeNodeView::from_edge_node(node, now, DEFAULT_EDGE_NODE_PODS, 0, false)
+}
+
+/// The EdgeService's Deployments as they are, by target, from the cache.
+pub fn observed_targets<'a>(
+    es: &EdgeService,
+    deployments: impl IntoIterator<Item = &'a Deployment>,
+) -> BTreeMap<String, ObservedTarget> {
+    let uid = es.uid();
+    let name = es.name_any();
+    let namespace = es.namespace();
+    deployments
+        .into_iter()
+        .filter(|d| d.namespace() == namespace && d.labels().get(LABEL_SERVICE) == Some(&name))
+        .filter(|d| {
+            d.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .filter_map(|d| {
+            let target = d.labels().get(LABEL_TARGET)?.clone();
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            Some((
+                target,
+                ObservedTarget {
+                    replicas: u32::try_from(replicas).unwrap_or(0),
+                    ready: u32::try_from(ready).unwrap_or(0),
+                },
+            ))
+        })
+        .collect()
+}
