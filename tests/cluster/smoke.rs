@@ -79,6 +79,7 @@ fn find_node<'a>(nodes: &'a [Node], name: &str) -> &'a Node {
 
 #[tokio::test]
 async fn the_cluster_has_three_regions_and_six_edge_nodes_all_ready() {
+    let _cluster = shared_cluster().await;
     let client = client().await;
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
@@ -128,6 +129,7 @@ async fn the_cluster_has_three_regions_and_six_edge_nodes_all_ready() {
 
 #[tokio::test]
 async fn a_deployment_pinned_to_a_region_runs_there_and_its_service_lists_the_pods() {
+    let _cluster = shared_cluster().await;
     let client = client().await;
     let ns = TestNamespace::new(&client, "smoke-pinned").await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
@@ -188,9 +190,9 @@ async fn a_deployment_pinned_to_a_region_runs_there_and_its_service_lists_the_po
 
 /// Region loss as in production: the nodes stop heart-beating, turn NotReady, get tainted,
 /// and pods that tolerate that for only 5 s are evicted and rescheduled in another region.
-/// This is the only test that takes a region away; the others avoid us-east-1.
 #[tokio::test]
 async fn losing_a_region_evicts_its_pods_to_another_region_and_it_comes_back() {
+    let _faults = exclusive_cluster().await;
     let client = client().await;
     let ns = TestNamespace::new(&client, "smoke-loss").await;
     let url = region_endpoint("aws-us-east-1");

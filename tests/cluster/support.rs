@@ -34,6 +34,10 @@ pub async fn client() -> Client {
     Client::try_from(config).expect("client from kubeconfig")
 }
 
+/// Label on cluster-scoped objects a test creates: the test's namespace, so they are
+/// deleted with it.
+pub const OWNER_LABEL: &str = "e2e.edgeshift.io/owner";
+
 /// A namespace that lives as long as the test; deleted (in the background) on drop.
 pub struct TestNamespace {
     pub name: String,
@@ -82,8 +86,15 @@ impl Drop for TestNamespace {
                 return;
             };
             rt.block_on(async move {
-                let api = Api::<Namespace>::all(client().await);
+                let client = client().await;
+                let api = Api::<Namespace>::all(client.clone());
                 let _ = api.delete(&name, &DeleteParams::background()).await;
+                // Cluster-scoped objects the test made carry its namespace as a label.
+                let owned = ListParams::default().labels(&format!("{OWNER_LABEL}={name}"));
+                let regions = Api::<edgeshift::api::CloudRegion>::all(client.clone());
+                let _ = regions.delete_collection(&DeleteParams::background(), &owned).await;
+                let nodes = Api::<edgeshift::api::EdgeNode>::all(client);
+                let _ = nodes.delete_collection(&DeleteParams::background(), &owned).await;
             });
         })
         .join();
@@ -208,4 +219,104 @@ pub fn region_endpoint(region: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Installs (server-side applies) edgeshift's CRDs once per test binary and waits until
+/// the API server serves them.
+pub async fn ensure_crds() {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+            use kube::api::{Patch, PatchParams};
+            let api: Api<CustomResourceDefinition> = Api::all(client().await);
+            for crd in edgeshift::api::crds() {
+                let name = crd.metadata.name.clone().expect("CRD name");
+                api.patch(&name, &PatchParams::apply("edgeshift-e2e").force(), &Patch::Apply(&crd))
+                    .await
+                    .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
+                eventually(&format!("CRD {name} Established"), Duration::from_secs(30), || async {
+                    let c = api.get(&name).await.ok()?;
+                    c.status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                })
+                .await;
+            }
+        })
+        .await;
+}
+
+/// An `edgeshift run` process watching one namespace; killed on drop. Its log goes to
+/// `target/e2e/logs/operator-<namespace>.log`.
+pub struct Operator {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(namespace: &str) -> Operator {
+        Self::start_with(namespace, &[])
+    }
+
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Operator {
+        let logs = repo_dir().join("target/e2e/logs");
+        std::fs::create_dir_all(&logs).expect("create log dir");
+        let log = logs.join(format!("operator-{namespace}.log"));
+        let file = std::fs::File::create(&log).expect("create operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_edgeshift"))
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--log-level",
+                "info,edgeshift=debug",
+            ])
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .args(extra)
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start edgeshift run");
+        Operator { child, log }
+    }
+
+    /// The operator's log so far, for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- last lines of {} ---\n{}", self.log.display(), self.log_tail(40));
+        }
+    }
+}
+
+/// Tests that take a region or node of the shared cluster away hold this exclusively; every
+/// other test holds it shared, so a fault never lands in the middle of an unrelated test.
+/// (tokio's lock is fair: a waiting fault test is not starved by a stream of shared ones.)
+static CLUSTER_FAULTS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// For tests that only need the cluster as it is (no injected faults).
+pub async fn shared_cluster() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    CLUSTER_FAULTS.read().await
+}
+
+/// For tests that inject faults (`region-down`, `edge-node-down`, ...).
+pub async fn exclusive_cluster() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    CLUSTER_FAULTS.write().await
 }
