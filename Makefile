@@ -8,7 +8,7 @@ export E2E_KUBECONFIG
 # Parallel cluster tests: scenarios that cannot disturb each other run side by side.
 E2E_THREADS ?= 4
 
-.PHONY: help test lint fmt-check clippy unit e2e-tests cluster-build cluster-up cluster-down cluster-status
+.PHONY: help test lint fmt-check clippy unit e2e-tests crds cluster-build cluster-up cluster-down cluster-status
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ clippy: ## clippy, warnings are errors
 
 unit: ## unit and property tests (no cluster)
 	cargo test --features e2e --lib --bins
+
+crds: ## regenerate crds/ from the Rust types (unit tests fail while they differ)
+	EDGESHIFT_UPDATE_CRDS=1 cargo test --features e2e --lib crds_are_up_to_date
 
 e2e-tests: ## cluster tests against $(E2E_KUBECONFIG) (the cluster must be up)
 	cargo test --features e2e --test cluster -- --test-threads=$(E2E_THREADS)
