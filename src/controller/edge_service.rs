@@ -22,8 +22,7 @@ use super::observe::{edge_node_view, observed_targets};
 use super::Context;
 use crate::api::conditions::{self, ConditionStatus};
 use crate::api::{
-    EdgeService, EdgeServiceStatus, FallbackMode, ServicePhase, TargetKind,
-    EDGE_TARGET,
+    EdgeService, EdgeServiceStatus, FallbackMode, ServicePhase, TargetKind, EDGE_TARGET,
 };
 use crate::planner::{self, EventType, ObservedTarget, Plan, PlanInput, PreviousState, RegionView};
 use crate::{Error, Result};
@@ -316,7 +315,11 @@ fn time_s(t: &Time) -> Time {
 
 /// The status the plan implies (conditions move only where they really changed), with
 /// times at Kubernetes' one-second precision.
-pub fn status_from_plan(input: &PlanInput, plan: &Plan, previous: Option<&EdgeServiceStatus>) -> EdgeServiceStatus {
+pub fn status_from_plan(
+    input: &PlanInput,
+    plan: &Plan,
+    previous: Option<&EdgeServiceStatus>,
+) -> EdgeServiceStatus {
     let mut status = plan.status(input, previous);
     for c in &mut status.conditions {
         c.last_transition_time = time_s(&c.last_transition_time);
@@ -332,7 +335,10 @@ pub fn status_from_plan(input: &PlanInput, plan: &Plan, previous: Option<&EdgeSe
     // Candidates are listed only while the edge runs or should run something: otherwise
     // every edge inventory change would rewrite the status of every EdgeService.
     let edge_idle = plan.replicas(EDGE_TARGET) == 0
-        && input.observed.get(EDGE_TARGET).is_none_or(|o| o.replicas == 0);
+        && input
+            .observed
+            .get(EDGE_TARGET)
+            .is_none_or(|o| o.replicas == 0);
     if edge_idle {
         status.edge_candidates.clear();
     }

@@ -70,14 +70,21 @@ pub async fn elect(
     let params = LeaseParams::new(
         options.identity.clone(),
         options.duration_seconds.max(2),
-        options.grace_seconds.clamp(1, options.duration_seconds.max(2) - 1),
+        options
+            .grace_seconds
+            .clamp(1, options.duration_seconds.max(2) - 1),
     );
     let manager = LeaseManagerBuilder::new(client, options.name.clone())
         .with_namespace(options.namespace.clone())
         .with_parameters(params)
         .build()
         .await
-        .map_err(|e| format!("leader election on Lease {}/{}: {e}", options.namespace, options.name))?;
+        .map_err(|e| {
+            format!(
+                "leader election on Lease {}/{}: {e}",
+                options.namespace, options.name
+            )
+        })?;
     let (mut lease_changes, task) = manager.watch().await;
     let leading = Arc::new(AtomicBool::new(false));
     let (tx, rx) = watch::channel(false);

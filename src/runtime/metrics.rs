@@ -89,7 +89,11 @@ impl Metrics {
         let replicas = Family::<TargetLabels, Gauge>::default();
         let is_leader = Gauge::default();
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconciles by kind and error", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by kind and error",
+            reconcile_errors.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Reconcile duration by kind",
@@ -100,8 +104,16 @@ impl Metrics {
             "Region verdict: 0 Healthy, 1 Degraded, 2 Down, 3 Unknown",
             region_verdict.clone(),
         );
-        registry.register("probe_latency_seconds", "Region probe latency", probe_latency.clone());
-        registry.register("failovers", "Failovers started, by lost regions", failovers.clone());
+        registry.register(
+            "probe_latency_seconds",
+            "Region probe latency",
+            probe_latency.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Failovers started, by lost regions",
+            failovers.clone(),
+        );
         registry.register(
             "failover_duration_seconds",
             "Seconds from a region's loss to ready substitutes",
@@ -112,8 +124,16 @@ impl Metrics {
             "Seconds from a region verdict change to the first child write it caused",
             decision_latency.clone(),
         );
-        registry.register("replicas", "Desired replicas per EdgeService target", replicas.clone());
-        registry.register("leader", "1 while this process is the leader", is_leader.clone());
+        registry.register(
+            "replicas",
+            "Desired replicas per EdgeService target",
+            replicas.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this process is the leader",
+            is_leader.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             reconciles,
@@ -154,7 +174,13 @@ mod tests {
             .inc();
         m.failover_duration.observe(3.5);
         let text = m.encode();
-        assert!(text.contains("edgeshift_reconciles_total{kind=\"EdgeService\"} 1"), "{text}");
-        assert!(text.contains("edgeshift_failover_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("edgeshift_reconciles_total{kind=\"EdgeService\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edgeshift_failover_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -92,9 +92,13 @@ impl Drop for TestNamespace {
                 // Cluster-scoped objects the test made carry its namespace as a label.
                 let owned = ListParams::default().labels(&format!("{OWNER_LABEL}={name}"));
                 let regions = Api::<edgeshift::api::CloudRegion>::all(client.clone());
-                let _ = regions.delete_collection(&DeleteParams::background(), &owned).await;
+                let _ = regions
+                    .delete_collection(&DeleteParams::background(), &owned)
+                    .await;
                 let nodes = Api::<edgeshift::api::EdgeNode>::all(client);
-                let _ = nodes.delete_collection(&DeleteParams::background(), &owned).await;
+                let _ = nodes
+                    .delete_collection(&DeleteParams::background(), &owned)
+                    .await;
             });
         })
         .join();
@@ -301,7 +305,11 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- last lines of {} ---\n{}", self.log.display(), self.log_tail(40));
+            eprintln!(
+                "--- last lines of {} ---\n{}",
+                self.log.display(),
+                self.log_tail(40)
+            );
         }
     }
 }
