@@ -7,8 +7,12 @@ E2E_KUBECONFIG ?= $(CURDIR)/target/e2e/kubeconfig
 export E2E_KUBECONFIG
 # Parallel cluster tests: scenarios that cannot disturb each other run side by side.
 E2E_THREADS ?= 4
+# helm for the chart targets: the pinned build of the test cluster, else helm on PATH.
+HELM ?= $(shell bash -c '. e2e/lib/common.sh; [ -x "$$HELM_BIN" ] && echo "$$HELM_BIN" || echo helm')
+# Where `make manifests` writes (the packaging cluster test renders elsewhere to compare).
+MANIFESTS_OUT ?= manifests/install.yaml
 
-.PHONY: help test lint fmt-check clippy unit e2e-tests crds cluster-build cluster-up cluster-down cluster-status
+.PHONY: help test lint fmt-check clippy unit e2e-tests crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,3 +52,26 @@ cluster-down: ## stop the local cluster, leaving no process behind
 
 cluster-status: ## components, endpoints and nodes of the local cluster
 	$(CLUSTER) status
+
+chart-crds: ## copy crds/ into charts/edgeshift/crds/ (a cluster test fails while they differ)
+	rm -f charts/edgeshift/crds/*.yaml
+	cp crds/*.yaml charts/edgeshift/crds/
+
+# The kube version only satisfies the chart's kubeVersion check offline; nothing renders by it.
+manifests: chart-crds ## render manifests/install.yaml from the chart (a cluster test fails while it is stale)
+	@{ printf '%s\n' \
+	    '# edgeshift: a plain `kubectl apply` install, rendered from charts/edgeshift by `make manifests`.' \
+	    '# Do not edit; change the chart. Install: kubectl apply --server-side -f manifests/install.yaml' \
+	    '---' \
+	    'apiVersion: v1' \
+	    'kind: Namespace' \
+	    'metadata:' \
+	    '  name: edgeshift-system' \
+	    '  labels:' \
+	    '    app.kubernetes.io/name: edgeshift' \
+	    '    pod-security.kubernetes.io/enforce: restricted' && \
+	  $(HELM) template edgeshift charts/edgeshift --namespace edgeshift-system --include-crds --kube-version 1.34.0; \
+	} > $(MANIFESTS_OUT).tmp && mv $(MANIFESTS_OUT).tmp $(MANIFESTS_OUT)
+
+helm-lint: ## helm lint --strict of charts/edgeshift
+	$(HELM) lint --strict charts/edgeshift
