@@ -35,8 +35,9 @@ clippy: ## clippy, warnings are errors
 unit: ## unit and property tests (no cluster)
 	cargo test --features e2e --lib --bins
 
-crds: ## regenerate crds/ from the Rust types (unit tests fail while they differ)
+crds: ## regenerate crds/, the chart's copies and manifests/install.yaml from the Rust types
 	EDGESHIFT_UPDATE_CRDS=1 cargo test --features e2e --lib crds_are_up_to_date
+	@$(MAKE) --no-print-directory manifests
 
 e2e-tests: ## cluster tests against $(E2E_KUBECONFIG) (the cluster must be up)
 	cargo test --features e2e --test cluster -- --test-threads=$(E2E_THREADS)

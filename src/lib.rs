@@ -6,9 +6,11 @@
 pub mod api;
 pub mod clock;
 pub mod controller;
+pub mod health;
 pub mod planner;
 pub mod runtime;
 pub mod telemetry;
+pub mod trust;
 
 /// Errors the operator reports; each carries the context a person needs to act on it.
 #[derive(Debug, thiserror::Error)]

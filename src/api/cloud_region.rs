@@ -203,7 +203,7 @@ fn default_timeout_millis() -> u32 {
 #[serde(rename_all = "camelCase")]
 pub struct NodeReadiness {
     /// Fraction of the region's Nodes that must be `Ready` for a round to pass (0 to 1).
-    /// A region without Nodes fails this check unless the fraction is 0.
+    /// A region without Nodes gives no node signal: only its probes judge it.
     #[serde(default = "default_min_ready_fraction")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub min_ready_fraction: f64,

@@ -126,6 +126,8 @@ pub fn deployment(es: &EdgeService, target: &str, replicas: u32, pinning: &Pinni
             }),
             ..Default::default()
         }]);
+        // Community hosts are not vetted: restricted pods, no service account token.
+        crate::trust::harden_for_edge(&mut spec, &es.spec.fallback.edge);
     }
     template.spec = Some(spec);
 
@@ -378,6 +380,28 @@ mod tests {
         assert!(exprs.iter().any(|e| e.key == "kubernetes.io/hostname"
             && e.values == Some(vec!["edge-1".to_string(), "edge-2".to_string()])));
         assert!(exprs.iter().any(|e| e.key == VERIFIED_LABEL));
+    }
+
+    #[test]
+    fn only_edge_pods_are_restricted() {
+        let mut es = service();
+        es.spec.fallback.edge.runtime_class_name = Some("gvisor".into());
+        let edge = deployment(&es, EDGE_TARGET, 1, &Pinning::Edge(vec!["edge-1".into()]));
+        let pod = edge.spec.expect("spec").template.spec.expect("pod spec");
+        assert_eq!(pod.runtime_class_name.as_deref(), Some("gvisor"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(
+            pod.security_context.and_then(|s| s.run_as_non_root),
+            Some(true)
+        );
+        let sc = pod.containers[0]
+            .security_context
+            .clone()
+            .expect("restricted");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        let cloud = deployment(&es, "aws-us-east-1", 1, &Pinning::Region(BTreeMap::new()));
+        let pod = cloud.spec.expect("spec").template.spec.expect("pod spec");
+        assert!(pod.security_context.is_none() && pod.runtime_class_name.is_none());
     }
 
     #[test]

@@ -18,19 +18,40 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::children::{self, Pinning, FIELD_MANAGER, LABEL_SERVICE, LABEL_TARGET};
-use super::observe::{edge_node_view, observed_targets};
-use super::Context;
+use super::observe::{edge_node_view_for, observed_targets};
+use super::{traffic, Context};
 use crate::api::conditions::{self, ConditionStatus};
 use crate::api::{
     EdgeService, EdgeServiceStatus, FallbackMode, ServicePhase, TargetKind, EDGE_TARGET,
 };
 use crate::planner::{self, EventType, ObservedTarget, Plan, PlanInput, PreviousState, RegionView};
+use crate::runtime::metrics::{ErrorLabels, FailoverLabels, KindLabels, TargetLabels};
 use crate::{Error, Result};
 
 /// Reason of the condition and Event when the API server refuses what we build from a spec.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 
 pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.options.leadership.is_leader() {
+        // A standby keeps its caches warm; the leader acts. Becoming the leader triggers a
+        // reconcile of everything (`reconcile_all_on`).
+        return Ok(Action::await_change());
+    }
+    let kind = KindLabels {
+        kind: "EdgeService".into(),
+    };
+    let metrics = ctx.options.metrics.clone();
+    metrics.reconciles.get_or_create(&kind).inc();
+    let started = std::time::Instant::now();
+    let result = reconcile_leader(es, ctx).await;
+    metrics
+        .reconcile_duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
     let oref = ObjectRef::from_obj(&*es);
     if es.metadata.deletion_timestamp.is_some() {
         // Children go with it through their owner references.
@@ -43,8 +64,8 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
     let input = plan_input(&es, &ctx, now);
     let plan = planner::plan(&input);
 
-    match apply_children(&es, &ctx, &namespace, &plan, &input.observed).await {
-        Ok(()) => {}
+    let traffic_report = match apply_children(&es, &ctx, &namespace, &plan, &input.observed).await {
+        Ok(report) => report,
         Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 || status.code == 400 => {
             // The spec passed the CRD schema but Kubernetes refuses what it makes (e.g. an
             // invalid container in the template): say so and wait for the spec to change.
@@ -78,9 +99,15 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
             return Ok(Action::await_change());
         }
         Err(e) => return Err(e),
-    }
+    };
 
-    let new_status = status_from_plan(&input, &plan, es.status.as_ref());
+    let mut new_status = status_from_plan(&input, &plan, es.status.as_ref());
+    traffic::set_condition(
+        &traffic_report,
+        &mut new_status,
+        es.metadata.generation,
+        seconds(now),
+    );
     if es.status.as_ref() != Some(&new_status) {
         tracing::debug!(
             edgeservice = %oref,
@@ -89,6 +116,7 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
             "status changed"
         );
         write_status(&ctx, &es, &namespace, &new_status).await?;
+        record_metrics(&ctx, &es, es.status.as_ref(), &new_status);
     }
     for event in &plan.events {
         let type_ = match event.type_ {
@@ -104,15 +132,68 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
     Ok(Action::requeue(next_check(&plan, &ctx)))
 }
 
+/// Replicas per target, and a failover's start and duration, when the status records them.
+fn record_metrics(
+    ctx: &Context,
+    es: &EdgeService,
+    old: Option<&EdgeServiceStatus>,
+    new: &EdgeServiceStatus,
+) {
+    let metrics = &ctx.options.metrics;
+    for t in &new.targets {
+        metrics
+            .replicas
+            .get_or_create(&TargetLabels {
+                namespace: es.namespace().unwrap_or_default(),
+                edgeservice: es.name_any(),
+                target: t.name.clone(),
+            })
+            .set(i64::from(t.desired_replicas));
+    }
+    let (Some(record), old_record) = (
+        new.last_failover.as_ref(),
+        old.and_then(|s| s.last_failover.as_ref()),
+    ) else {
+        return;
+    };
+    let new_episode = old_record.is_none_or(|o| o.detected_at != record.detected_at);
+    if new_episode {
+        metrics
+            .failovers
+            .get_or_create(&FailoverLabels {
+                from: record.from.join(","),
+            })
+            .inc();
+        if let Some(ms) = record.decision_millis {
+            metrics.decision_latency.observe(ms as f64 / 1000.0);
+        }
+    }
+    let newly_ready = record.edge_ready_millis.is_some()
+        && (new_episode || old_record.is_some_and(|o| o.edge_ready_millis.is_none()));
+    if let (true, Some(ms)) = (newly_ready, record.edge_ready_millis) {
+        metrics.failover_duration.observe(ms as f64 / 1000.0);
+    }
+}
+
 /// Per-object exponential backoff (1 s doubling to 5 min) on errors.
 pub fn error_policy(es: Arc<EdgeService>, error: &Error, ctx: Arc<Context>) -> Action {
     let oref = ObjectRef::from_obj(&*es);
+    ctx.options
+        .metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            kind: "EdgeService".into(),
+            error: error.metric_label().into(),
+        })
+        .inc();
     let delay = ctx.backoff(&oref);
     warn!(edgeservice = %oref, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
+    // Replicas of other services on an edge node count against its capacity; our own do not.
+    let service_key = format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any());
     let regions = es
         .spec
         .regions
@@ -127,7 +208,7 @@ fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
         .edge_nodes
         .state()
         .iter()
-        .map(|n| edge_node_view(n, now))
+        .map(|n| edge_node_view_for(n, Some(&service_key), now))
         .collect();
     let deployments = ctx.deployments.state();
     PlanInput {
@@ -194,7 +275,7 @@ async fn apply_children(
     namespace: &str,
     plan: &Plan,
     observed: &BTreeMap<String, ObservedTarget>,
-) -> Result<()> {
+) -> Result<traffic::Report> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     let desired = desired_deployments(es, ctx, plan);
@@ -233,7 +314,8 @@ async fn apply_children(
             }
         }
     }
-    Ok(())
+    // The HTTPRoute and DNSEndpoint follow the Deployments and Services they point at.
+    traffic::apply(es, ctx, namespace, &plan.weights, observed).await
 }
 
 /// Server-side applies `obj` unless the cached object already carries its hash.

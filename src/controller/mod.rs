@@ -1,10 +1,14 @@
 //! The controllers: observe (reflector stores) → plan (pure) → apply (server-side apply) →
 //! status and Events. Only this module and its children take a `Client`.
 pub mod children;
+pub mod cloud_region;
+pub mod edge_node;
 pub mod edge_service;
 mod observe;
+pub mod traffic;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,9 +23,11 @@ use tracing::{info, warn};
 
 use crate::api::{CloudRegion, EdgeNode, EdgeService};
 use crate::clock::{Clock, SystemClock};
+use crate::runtime::leader::Leadership;
+use crate::runtime::metrics::Metrics;
 
 /// Settings of `edgeshift run` that the controllers need.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// Watch EdgeServices (and their children) in this namespace only; all when `None`.
     pub namespace: Option<String>,
@@ -29,6 +35,12 @@ pub struct Options {
     pub concurrency: u16,
     /// Requeue a steady EdgeService after this long (a read-only re-check: no writes).
     pub resync: Duration,
+    /// Only the leader writes; a standby runs its watches (warm caches) and reconciles
+    /// nothing until it leads.
+    pub leadership: Leadership,
+    pub metrics: Arc<Metrics>,
+    /// Set once the EdgeService cache has synced (`/readyz`).
+    pub ready: Arc<AtomicBool>,
 }
 
 impl Default for Options {
@@ -37,6 +49,9 @@ impl Default for Options {
             namespace: None,
             concurrency: 16,
             resync: Duration::from_secs(300),
+            leadership: Leadership::always(),
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -48,6 +63,8 @@ pub struct Context {
     pub edge_nodes: Store<EdgeNode>,
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
+    /// HTTPRoutes, DNSEndpoints, edge pods and nodes, and which of those APIs exist.
+    pub traffic: traffic::TrafficCaches,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub options: Options,
@@ -94,6 +111,25 @@ fn region_verdict(region: &CloudRegion) -> Option<u64> {
     Some(h.finish())
 }
 
+/// A stream that yields each time this process becomes the leader.
+fn leadership_acquired(leadership: Leadership) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(
+        (leadership.subscribe(), false),
+        |(mut rx, mut was)| async move {
+            loop {
+                let now = *rx.borrow_and_update();
+                if now && !was {
+                    return Some(((), (rx, true)));
+                }
+                was = now;
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    )
+}
+
 /// Runs the EdgeService controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -109,6 +145,7 @@ pub async fn run(
     let (edge_nodes, edge_writer) = reflector::store::<EdgeNode>();
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
     let (services, services_writer) = reflector::store::<Service>();
+    let (traffic, traffic_streams) = traffic::observe(&client, &options.namespace);
 
     let region_stream = watcher(
         Api::<CloudRegion>::all(client.clone()),
@@ -144,6 +181,7 @@ pub async fn run(
         edge_nodes,
         deployments,
         services,
+        traffic,
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -188,7 +226,17 @@ pub async fn run(
                 .map(|es| ObjectRef::from_obj(&*es))
                 .collect::<Vec<_>>()
         })
+        // Becoming the leader reconciles everything from the (warm) caches at once.
+        .reconcile_all_on(leadership_acquired(options.leadership.clone()))
         .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    let ready = options.ready.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::Release);
+        }
+    });
+    let controller = traffic_streams.attach(controller);
 
     info!(namespace = ?options.namespace, "EdgeService controller starting");
     controller

@@ -8,16 +8,33 @@ use kube::ResourceExt;
 
 use crate::api::{EdgeNode, EdgeService};
 use crate::controller::children::{LABEL_SERVICE, LABEL_TARGET};
+use crate::controller::edge_node;
 use crate::planner::{EdgeNodeView, ObservedTarget};
 
 /// Replicas an edge node takes when its registration does not say (Kubernetes' default
 /// pods per node).
 pub const DEFAULT_EDGE_NODE_PODS: u32 = 110;
 
-/// The planner's view of an EdgeNode. Registrations without `capacity.pods` count as
-/// Kubernetes' default pods per node.
-pub fn edge_node_view(node: &EdgeNode, now: Timestamp) -> EdgeNodeView {
-    EdgeNodeView::from_edge_node(node, now, DEFAULT_EDGE_NODE_PODS, 0, false)
+/// The planner's view of an EdgeNode for the EdgeService `service` (`namespace/name`): replicas of every
+/// other service on the node (the EdgeNode's allocation annotation) count as allocated by
+/// others. Without a service none do: counting a service's own replicas against it would
+/// make it push itself off the node.
+pub fn edge_node_view_for(node: &EdgeNode, service: Option<&str>, now: Timestamp) -> EdgeNodeView {
+    let on_probation = node
+        .status
+        .as_ref()
+        .and_then(|s| {
+            crate::api::conditions::find_condition(&s.conditions, edge_node::CONDITION_PROBATION)
+        })
+        .is_some_and(|c| c.status == "True");
+    let allocated_by_others = service.map_or(0, |s| edge_node::allocated_by_others(node, s));
+    EdgeNodeView::from_edge_node(
+        node,
+        now,
+        DEFAULT_EDGE_NODE_PODS,
+        allocated_by_others,
+        on_probation,
+    )
 }
 
 /// The EdgeService's Deployments as they are, by target, from the cache.

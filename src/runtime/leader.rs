@@ -27,15 +27,19 @@ pub struct LeaseOptions {
 pub struct Leadership {
     leading: Arc<AtomicBool>,
     changes: watch::Receiver<bool>,
+    /// Keeps the channel of a fixed leadership open: a closed channel reads as "election
+    /// over", which would stop whatever runs while leading.
+    _fixed: Option<Arc<watch::Sender<bool>>>,
 }
 
 impl Leadership {
     /// Always the leader (leader election disabled: a single replica, or tests).
     pub fn always() -> Leadership {
-        let (_tx, rx) = watch::channel(true);
+        let (tx, rx) = watch::channel(true);
         Leadership {
             leading: Arc::new(AtomicBool::new(true)),
             changes: rx,
+            _fixed: Some(Arc::new(tx)),
         }
     }
 
@@ -124,7 +128,28 @@ pub async fn elect(
         Leadership {
             leading,
             changes: rx,
+            _fixed: None,
         },
         election,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fixed_leadership_leads_and_never_reports_a_change() {
+        let mut leadership = Leadership::always();
+        assert!(leadership.is_leader());
+        leadership.acquired().await;
+        let mut changes = leadership.subscribe();
+        assert!(*changes.borrow_and_update());
+        let changed =
+            tokio::time::timeout(std::time::Duration::from_millis(50), changes.changed()).await;
+        assert!(
+            changed.is_err(),
+            "no change and no closed channel: {changed:?}"
+        );
+    }
 }

@@ -1,6 +1,10 @@
 //! Tests against a real cluster (`make e2e-tests`): the local one from `e2e/cluster.sh up`,
 //! or any cluster named by `E2E_KUBECONFIG` with a matching fault injector in `E2E_FAULTS`.
+mod cloud_region;
+mod edge_node;
 mod edge_service;
+mod packaging;
 mod smoke;
 mod support;
+mod traffic;
 mod validation;

@@ -253,7 +253,8 @@ pub async fn ensure_crds() {
         .await;
 }
 
-/// An `edgeshift run` process watching one namespace; killed on drop. Its log goes to
+/// An `edgeshift run` process watching one namespace, probing only the CloudRegions and
+/// verifying only the EdgeNodes labelled with it (`OWNER_LABEL`); killed on drop. Its log goes to
 /// `target/e2e/logs/operator-<namespace>.log`.
 pub struct Operator {
     child: std::process::Child,
@@ -270,6 +271,24 @@ impl Operator {
         std::fs::create_dir_all(&logs).expect("create log dir");
         let log = logs.join(format!("operator-{namespace}.log"));
         let file = std::fs::File::create(&log).expect("create operator log");
+        // Parallel tests' operators never probe each other's CloudRegions.
+        let region_selector = if extra.contains(&"--region-selector") {
+            vec![]
+        } else {
+            vec![
+                "--region-selector".to_string(),
+                format!("{OWNER_LABEL}={namespace}"),
+            ]
+        };
+        // ... and never verify each other's EdgeNodes.
+        let edge_node_selector = if extra.contains(&"--edge-node-selector") {
+            vec![]
+        } else {
+            vec![
+                "--edge-node-selector".to_string(),
+                format!("{OWNER_LABEL}={namespace}"),
+            ]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_edgeshift"))
             .args([
                 "run",
@@ -281,6 +300,8 @@ impl Operator {
             .arg("--kubeconfig")
             .arg(kubeconfig_path())
             .args(extra)
+            .args(region_selector)
+            .args(edge_node_selector)
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
