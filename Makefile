@@ -12,10 +12,13 @@ HELM ?= $(shell bash -c '. e2e/lib/common.sh; [ -x "$$HELM_BIN" ] && echo "$$HEL
 # Where `make manifests` writes (the packaging cluster test renders elsewhere to compare).
 MANIFESTS_OUT ?= manifests/install.yaml
 
-.PHONY: help test lint fmt-check clippy unit e2e-tests crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
+.PHONY: help demo test lint fmt-check clippy unit e2e-tests crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+demo: ## the main job: local cluster, operator, and a region-loss drill you can watch
+	e2e/demo.sh
 
 test: lint unit ## everything CI runs: fmt, clippy, unit tests, then cluster tests on a fresh local cluster
 	@$(MAKE) --no-print-directory cluster-up

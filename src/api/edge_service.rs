@@ -53,6 +53,10 @@ pub const EDGE_TARGET: &str = "edge";
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.traffic) || !has(self.traffic.ports) || !self.traffic.ports.exists(p, has(p.hostPort)) || (has(self.fallback) && has(self.fallback.edge) && has(self.fallback.edge.maxPerNode) && self.fallback.edge.maxPerNode == 1)"
+).message("spec.fallback.edge.maxPerNode must be 1 when a spec.traffic.ports[] entry sets hostPort: two pods cannot publish the same port on one node")
+.field_path(".fallback.edge.maxPerNode"))]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeServiceSpec {
     /// Replicas the service needs in total, wherever they run (0 to 1000).

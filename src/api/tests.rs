@@ -256,7 +256,7 @@ fn cel_rules_compile_have_messages_and_fit_the_cost_budget() {
         }
     }
     assert_eq!(
-        count, 6,
+        count, 7,
         "the rules counted here are the rules the CRDs carry"
     );
 }

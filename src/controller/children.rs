@@ -7,8 +7,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodTemplateSpec,
-    Service, ServicePort as K8sServicePort, ServiceSpec, Toleration, TopologySpreadConstraint,
+    ContainerPort, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    PodTemplateSpec, Service, ServicePort as K8sServicePort, ServiceSpec, Toleration,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -128,6 +129,7 @@ pub fn deployment(es: &EdgeService, target: &str, replicas: u32, pinning: &Pinni
         }]);
         // Community hosts are not vetted: restricted pods, no service account token.
         crate::trust::harden_for_edge(&mut spec, &es.spec.fallback.edge);
+        publish_host_ports(&mut spec, &es.spec.traffic.ports);
     }
     template.spec = Some(spec);
 
@@ -151,6 +153,44 @@ pub fn deployment(es: &EdgeService, target: &str, replicas: u32, pinning: &Pinni
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// Edge pods publish `traffic.ports[].hostPort` on their node, so DNS can send clients to
+/// the node's address while the cloud's load balancers are gone. The port goes on the
+/// container that declares the target port, else on the first container.
+fn publish_host_ports(spec: &mut PodSpec, ports: &[crate::api::ServicePort]) {
+    for p in ports {
+        let Some(host_port) = p.host_port else {
+            continue;
+        };
+        let target = i32::from(p.target_port.unwrap_or(p.port));
+        let protocol = match p.protocol {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        };
+        let declared = spec.containers.iter().position(|c| {
+            c.ports
+                .as_ref()
+                .is_some_and(|ps| ps.iter().any(|cp| cp.container_port == target))
+        });
+        let Some(container) = spec.containers.get_mut(declared.unwrap_or(0)) else {
+            continue;
+        };
+        let container_ports = container.ports.get_or_insert_with(Vec::new);
+        match container_ports
+            .iter_mut()
+            .find(|cp| cp.container_port == target)
+        {
+            Some(cp) => cp.host_port = Some(i32::from(host_port)),
+            None => container_ports.push(ContainerPort {
+                name: Some(p.name.clone()),
+                container_port: target,
+                host_port: Some(i32::from(host_port)),
+                protocol: Some(protocol.into()),
+                ..Default::default()
+            }),
+        }
     }
 }
 
@@ -420,6 +460,44 @@ mod tests {
         assert!(exprs.iter().any(|e| e.key == "kubernetes.io/hostname"
             && e.operator == "DoesNotExist"
             && e.values.is_none()));
+    }
+
+    #[test]
+    fn edge_pods_publish_host_ports_and_cloud_pods_do_not() {
+        let mut es = service();
+        es.spec.traffic.ports[0].host_port = Some(30080);
+        let edge = deployment(&es, EDGE_TARGET, 1, &Pinning::Edge(vec!["edge-1".into()]));
+        let ports = edge
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod")
+            .containers[0]
+            .ports
+            .clone()
+            .expect("ports");
+        assert_eq!(
+            (ports[0].container_port, ports[0].host_port),
+            (8080, Some(30080))
+        );
+        let sel = BTreeMap::from([(
+            "topology.kubernetes.io/region".to_string(),
+            "us-east-1".to_string(),
+        )]);
+        let cloud = deployment(&es, "aws-us-east-1", 1, &Pinning::Region(sel));
+        let container = &cloud
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod")
+            .containers[0];
+        assert!(container
+            .ports
+            .iter()
+            .flatten()
+            .all(|p| p.host_port.is_none()));
     }
 
     #[test]

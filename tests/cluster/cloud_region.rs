@@ -113,7 +113,7 @@ impl Drop for RegionDown {
 
 #[tokio::test]
 async fn a_lost_region_is_declared_down_within_seconds_and_healthy_again_after_it_returns() {
-    let _cluster = exclusive_cluster();
+    let _cluster = exclusive_cluster().await;
     let client = client().await;
     ensure_crds().await;
     let ns = TestNamespace::new(&client, "cr-down").await;
@@ -238,7 +238,7 @@ async fn a_lost_region_is_declared_down_within_seconds_and_healthy_again_after_i
 
 #[tokio::test]
 async fn a_steady_healthy_region_is_written_at_most_once_a_minute() {
-    let _cluster = shared_cluster();
+    let _cluster = shared_cluster().await;
     let client = client().await;
     ensure_crds().await;
     let ns = TestNamespace::new(&client, "cr-steady").await;
@@ -306,7 +306,7 @@ async fn a_steady_healthy_region_is_written_at_most_once_a_minute() {
 
 #[tokio::test]
 async fn when_every_canary_fails_a_lost_region_is_unknown_and_never_down() {
-    let _cluster = shared_cluster();
+    let _cluster = shared_cluster().await;
     let client = client().await;
     ensure_crds().await;
     let ns = TestNamespace::new(&client, "cr-canary").await;

@@ -164,6 +164,15 @@ async fn invalid_objects_are_refused_with_a_message_naming_the_field() {
             "spec.traffic.ports[0].port",
         ),
         (
+            "hostPort with maxPerNode 2",
+            with(
+                with(es(), "/spec/traffic/ports/0/hostPort", json!(30080)),
+                "/spec/fallback/edge/maxPerNode",
+                json!(2),
+            ),
+            "spec.fallback.edge.maxPerNode",
+        ),
+        (
             "overprovision too high",
             with(es(), "/spec/fallback/edge/overprovisionPercent", json!(500)),
             "spec.fallback.edge.overprovisionPercent",
