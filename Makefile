@@ -21,6 +21,7 @@ demo: ## the main job: local cluster, operator, and a region-loss drill you can 
 	e2e/demo.sh
 
 test: lint unit ## everything CI runs: fmt, clippy, unit tests, then cluster tests on a fresh local cluster
+	@$(MAKE) --no-print-directory cluster-down
 	@$(MAKE) --no-print-directory cluster-up
 	@status=0; $(MAKE) --no-print-directory e2e-tests || status=$$?; \
 	  $(MAKE) --no-print-directory cluster-down; \

@@ -70,6 +70,15 @@ stop_proc() { # <name>
   rm -f "$PIDS/$1.pid"
 }
 
+kill_proc() { # <name>: SIGKILL, as abrupt as losing a region
+  local pid
+  pid=$(pid_of "$1")
+  if [ -n "$pid" ] && running "$1"; then
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDS/$1.pid"
+}
+
 port_free() { # <host> <port>: nothing listens there
   ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
@@ -336,8 +345,8 @@ cmd_region_down() { # <region>
   [ -n "$region" ] || die "usage: e2e/cluster.sh region-down <region>"
   region_field "$region" 2 >/dev/null
   require_up
-  stop_proc "kwok-$region"
-  stop_proc "health-$region"
+  kill_proc "health-$region"
+  kill_proc "kwok-$region"
   say "region $region is down: its nodes stopped heart-beating, http://$(region_field "$region" 4):$HEALTH_PORT/healthz stopped answering"
 }
 
@@ -356,7 +365,7 @@ edge_check() { # <node>
   printf '%s\n' $EDGE_NODES | grep -qx "$1" || die "unknown edge node '$1' (known: $EDGE_NODES)"
 }
 
-cmd_edge_node_down() { edge_check "${1:-}"; require_up; stop_proc "kwok-$1"; say "edge node $1 stopped heart-beating"; }
+cmd_edge_node_down() { edge_check "${1:-}"; require_up; kill_proc "kwok-$1"; say "edge node $1 stopped heart-beating"; }
 cmd_edge_node_up() { edge_check "${1:-}"; require_up; start_kwok "$1"; say "edge node $1 heart-beats again"; }
 
 cmd_status() {
