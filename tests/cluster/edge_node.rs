@@ -297,7 +297,9 @@ async fn forged_wrong_key_unknown_revoked_and_tampered_registrations_are_rejecte
 
 #[tokio::test]
 async fn a_valid_registration_labels_and_taints_its_node_and_a_revoked_key_unlabels_it() {
-    let _cluster = shared_cluster().await;
+    // Exclusive: a Node serves only while every registration naming it is verified, and the
+    // other trust tests register edge-1..3 with forged keys.
+    let _cluster = exclusive_cluster().await;
     let client = client().await;
     ensure_crds().await;
     let ns = TestNamespace::new(&client, "en-valid").await;
@@ -313,11 +315,11 @@ async fn a_valid_registration_labels_and_taints_its_node_and_a_revoked_key_unlab
         ],
     );
     let name = format!("edge-2-{}", ns.name);
-    create(
-        &client,
-        &registration(&ns.name, &name, "edge-2", "bob", &key),
-    )
-    .await;
+    // A label of this test's own, signed with the rest, so only its EdgeService uses the node.
+    let mut en = registration(&ns.name, &name, "edge-2", "bob", &key);
+    en.spec.labels.insert("e2e-test".into(), ns.name.clone());
+    key.sign(&mut en.spec).expect("sign");
+    create(&client, &en).await;
 
     let status = judged(&client, &name, "verified", |s| {
         s.verified && s.last_heartbeat.is_some()
@@ -370,6 +372,58 @@ async fn a_valid_registration_labels_and_taints_its_node_and_a_revoked_key_unlab
             .map(String::as_str),
         Some("edge-2")
     );
+
+    // Edge pods land there: a service that keeps one warm replica on the edge.
+    let region = format!("{}-region", ns.name);
+    let regions: Api<edgeshift::api::CloudRegion> = Api::all(client.clone());
+    regions
+        .patch(
+            &region,
+            &PatchParams::apply("edgeshift-e2e").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "edgeshift.io/v1alpha1", "kind": "CloudRegion",
+                "metadata": {"name": region, "labels": {OWNER_LABEL: &ns.name}},
+                "spec": {"provider": "aws", "region": "us-west-2"}
+            })),
+        )
+        .await
+        .expect("CloudRegion");
+    regions
+        .patch_status(
+            &region,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Healthy", "lastTransitionTime": Timestamp::now().to_string()}})),
+        )
+        .await
+        .expect("CloudRegion verdict");
+    let es: edgeshift::api::EdgeService = serde_json::from_value(json!({
+        "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+        "metadata": {"name": "warm", "namespace": &ns.name},
+        "spec": {
+            "replicas": 1, "regions": [region],
+            "template": {"spec": {"containers": [{"name": "app", "image": "registry.example/warm:1"}]}},
+            "fallback": {"edge": {"warmReplicas": 1, "maxReplicas": 2,
+                                  "requirements": {"selector": {"matchLabels": {"e2e-test": &ns.name}}}}}
+        }
+    }))
+    .expect("EdgeService");
+    Api::<edgeshift::api::EdgeService>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &es)
+        .await
+        .expect("create EdgeService");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns.name);
+    let (pod, node, _) = eventually(
+        "the warm edge replica Ready",
+        Duration::from_secs(60),
+        || async {
+            ready_pods(&pods, "edgeshift.io/target=edge")
+                .await
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
+    assert_eq!(node, "edge-2", "edge pod {pod} runs on the verified node");
 
     // The platform team revokes the key: the Node loses the verified label, keeps the taint.
     policy(
