@@ -213,13 +213,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         concurrency: args.concurrency,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         leadership: leadership.clone(),
-        metrics,
+        metrics: metrics.clone(),
         ready,
     };
     let prober =
         (!args.disable_prober).then(|| edgeshift::controller::cloud_region::ProberOptions {
             canaries: args.canaries,
             region_selector: args.region_selector,
+            metrics: metrics.clone(),
             ..Default::default()
         });
     if let Some(prober) = &prober {

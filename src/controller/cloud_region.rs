@@ -5,6 +5,7 @@
 //!
 //! Regions come and go through a reflector: a new CloudRegion starts its loop, a deleted one
 //! stops it. The verdict's state lives in the status, so a restarted operator continues from it.
+use crate::runtime::metrics::{Metrics, ProbeLabels, RegionLabels};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct ProberOptions {
     pub region_selector: Option<String>,
     /// A steady region's status is rewritten (fresh probe results) this often, no more.
     pub heartbeat: Duration,
+    /// Region verdicts and probe latencies go here.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for ProberOptions {
@@ -53,6 +56,7 @@ impl Default for ProberOptions {
             canaries: Vec::new(),
             region_selector: None,
             heartbeat: Duration::from_secs(60),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -143,6 +147,7 @@ pub async fn run(
         ),
         clock: Arc::new(SystemClock),
         heartbeat: options.heartbeat,
+        metrics: options.metrics.clone(),
         seen: Mutex::new(BTreeMap::new()),
     });
 
@@ -218,6 +223,7 @@ struct Shared {
     recorder: Recorder,
     clock: Arc<dyn Clock>,
     heartbeat: Duration,
+    metrics: Arc<Metrics>,
     /// The latest round of every probed region, for the partition guard and provider roll-up.
     seen: Mutex<BTreeMap<String, Seen>>,
 }
@@ -242,6 +248,31 @@ impl Seen {
 impl Shared {
     fn seen(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Seen>> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record_metrics(&self, name: &str, provider: &str, report: &RoundReport, phase: RegionPhase) {
+        let verdict = match phase {
+            RegionPhase::Healthy => 0,
+            RegionPhase::Degraded => 1,
+            RegionPhase::Down => 2,
+            RegionPhase::Unknown => 3,
+        };
+        self.metrics
+            .region_verdict
+            .get_or_create(&RegionLabels {
+                region: name.to_string(),
+                provider: provider.to_string(),
+            })
+            .set(verdict);
+        for probe in &report.probes {
+            self.metrics
+                .probe_latency
+                .get_or_create(&ProbeLabels {
+                    region: name.to_string(),
+                    probe: probe.name.clone(),
+                })
+                .observe(probe.latency.as_secs_f64());
+        }
     }
 
     fn forget(&self, name: &str) {
@@ -436,6 +467,12 @@ async fn region_loop(shared: Arc<Shared>, name: String, uid: String) {
         };
         let provider = shared.provider(&name, &region.spec.provider, phase_after);
         let next = next_status(&region, current.as_ref(), &report, &provider, now);
+        shared.record_metrics(
+            &name,
+            &region.spec.provider,
+            &report,
+            next.phase.unwrap_or_default(),
+        );
         let heartbeat_due = written_at.is_none_or(|t| {
             now.duration_since(t) >= SignedDuration::try_from(shared.heartbeat).unwrap_or_default()
         });

@@ -229,10 +229,21 @@ pub async fn run(
         // Becoming the leader reconciles everything from the (warm) caches at once.
         .reconcile_all_on(leadership_acquired(options.leadership.clone()))
         .graceful_shutdown_on(shutdown);
-    let store = controller.store();
+    // Ready once the caches the decisions read from have their first full list. (One
+    // waiter per store: kube wakes only one of several concurrent waiters.)
+    let caches = (
+        ctx.regions.clone(),
+        ctx.edge_nodes.clone(),
+        ctx.deployments.clone(),
+        ctx.services.clone(),
+    );
     let ready = options.ready.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
+        let synced = caches.0.wait_until_ready().await.is_ok()
+            && caches.1.wait_until_ready().await.is_ok()
+            && caches.2.wait_until_ready().await.is_ok()
+            && caches.3.wait_until_ready().await.is_ok();
+        if synced {
             ready.store(true, Ordering::Release);
         }
     });
