@@ -4,7 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use kube::Client;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -78,26 +81,73 @@ pub async fn elect(
             .grace_seconds
             .clamp(1, options.duration_seconds.max(2) - 1),
     );
-    let manager = LeaseManagerBuilder::new(client, options.name.clone())
-        .with_namespace(options.namespace.clone())
-        .with_parameters(params)
-        .build()
-        .await
-        .map_err(|e| {
-            format!(
-                "leader election on Lease {}/{}: {e}",
-                options.namespace, options.name
-            )
-        })?;
-    let (mut lease_changes, task) = manager.watch().await;
+    let start = {
+        let client = client.clone();
+        let options = options.clone();
+        move || {
+            let client = client.clone();
+            let options = options.clone();
+            let params = params.clone();
+            async move {
+                let manager = LeaseManagerBuilder::new(client, options.name.clone())
+                    .with_namespace(options.namespace.clone())
+                    .with_parameters(params)
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "leader election on Lease {}/{}: {e}",
+                            options.namespace, options.name
+                        )
+                    })?;
+                Ok::<_, String>(manager.watch().await)
+            }
+        }
+    };
+    let (mut lease_changes, mut task) = start().await?;
+    // The lease manager looks at a Lease held by another only when it would expire; watching
+    // it lets a standby take over as soon as the holder releases it (a graceful stop).
+    let released = watcher(
+        Api::<Lease>::namespaced(client, &options.namespace),
+        watcher::Config::default().fields(&format!("metadata.name={}", options.name)),
+    )
+    .default_backoff()
+    .applied_objects()
+    .filter_map(|lease| async move {
+        let lease = lease.ok()?;
+        let holder = lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .unwrap_or_default();
+        holder.is_empty().then_some(())
+    });
     let leading = Arc::new(AtomicBool::new(false));
     let (tx, rx) = watch::channel(false);
     let flag = leading.clone();
     let election = tokio::spawn(async move {
         tokio::pin!(shutdown);
+        let mut released = std::pin::pin!(released);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
+                Some(()) = released.next() => {
+                    if !flag.load(Ordering::Acquire) {
+                        // Start over: a new manager takes a free Lease at once. The old one
+                        // is aborted, not dropped: it holds nothing, and a release from its
+                        // stale view could clear the Lease the new one just took.
+                        task.abort();
+                        match start().await {
+                            Ok((changes, new_task)) => {
+                                lease_changes = changes;
+                                task = new_task;
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "restarting the leader election");
+                                break;
+                            }
+                        }
+                    }
+                }
                 changed = lease_changes.changed() => {
                     if changed.is_err() {
                         warn!("leader election stopped");

@@ -3,6 +3,7 @@
 mod cloud_region;
 mod edge_node;
 mod edge_service;
+mod ha;
 mod packaging;
 mod smoke;
 mod support;

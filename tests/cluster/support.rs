@@ -267,9 +267,32 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, extra: &[&str]) -> Operator {
+        Self::start_logged(namespace, &format!("operator-{namespace}.log"), extra)
+    }
+
+    /// One of several operators in `namespace` (HA tests), with its own Lease identity.
+    pub fn start_as(namespace: &str, identity: &str, extra: &[&str]) -> Operator {
+        let mut args = vec!["--identity", identity];
+        args.extend_from_slice(extra);
+        Self::start_logged(
+            namespace,
+            &format!("operator-{namespace}-{identity}.log"),
+            &args,
+        )
+    }
+
+    /// SIGTERM: a graceful stop (the operator releases its Lease); waits for the exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    fn start_logged(namespace: &str, log_name: &str, extra: &[&str]) -> Operator {
         let logs = repo_dir().join("target/e2e/logs");
         std::fs::create_dir_all(&logs).expect("create log dir");
-        let log = logs.join(format!("operator-{namespace}.log"));
+        let log = logs.join(log_name);
         let file = std::fs::File::create(&log).expect("create operator log");
         // Parallel tests' operators never probe each other's CloudRegions.
         let region_selector = if extra.contains(&"--region-selector") {
