@@ -285,7 +285,7 @@ async fn route_weights_and_dns_targets_follow_the_workload_to_the_edge_and_keep_
             "template": {"metadata": {"labels": {"app": "shop"}},
                          "spec": {"containers": [{"name": "app", "image": "registry.example/shop:1"}]}},
             "fallback": {"mode": "Failover",
-                         "edge": {"maxReplicas": 6, "overprovisionPercent": 50, "maxPerNode": 2,
+                         "edge": {"maxReplicas": 6, "overprovisionPercent": 50, "maxPerNode": 1,
                                   "requirements": {"selector": {"matchLabels": {"e2e.edgeshift.io/suite": &ns.name}}}}},
             "traffic": {
                 "ports": [{"name": "http", "port": 80, "targetPort": 8080, "hostPort": 8080}],
