@@ -108,6 +108,7 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
         es.metadata.generation,
         seconds(now),
     );
+    let secrets_refused = set_secrets_condition(&es, &mut new_status, seconds(now));
     if es.status.as_ref() != Some(&new_status) {
         tracing::debug!(
             edgeservice = %oref,
@@ -117,6 +118,16 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
         );
         write_status(&ctx, &es, &namespace, &new_status).await?;
         record_metrics(&ctx, &es, es.status.as_ref(), &new_status);
+    }
+    if let Some(message) = &secrets_refused {
+        publish(
+            &ctx,
+            &es,
+            KubeEventType::Warning,
+            EDGE_SECRETS_REFUSED,
+            message,
+        )
+        .await;
     }
     for event in &plan.events {
         let type_ = match event.type_ {
@@ -204,12 +215,16 @@ fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
                 .map(|cr| RegionView::from_cloud_region(&cr))
         })
         .collect();
-    let edge_nodes = ctx
-        .edge_nodes
-        .state()
-        .iter()
-        .map(|n| edge_node_view_for(n, Some(&service_key), now))
-        .collect();
+    // A template with Secrets gets no edge node unless the spec allows it (untrusted hosts).
+    let edge_nodes = if refused_secrets(es).is_empty() {
+        ctx.edge_nodes
+            .state()
+            .iter()
+            .map(|n| edge_node_view_for(n, Some(&service_key), now))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let deployments = ctx.deployments.state();
     PlanInput {
         spec: es.spec.clone(),
@@ -254,6 +269,70 @@ fn desired_deployments(es: &EdgeService, ctx: &Context, plan: &Plan) -> Vec<Depl
             }),
         })
         .collect()
+}
+
+/// Condition set while the template references Secrets the edge may not have.
+pub const EDGE_SECRETS_REFUSED: &str = "EdgeSecretsRefused";
+
+/// The template's Secret references, when the edge must not get them (`allowSecrets` unset).
+pub fn refused_secrets(es: &EdgeService) -> Vec<String> {
+    if es.spec.fallback.edge.allow_secrets {
+        Vec::new()
+    } else {
+        crate::trust::edge_secret_refs(&es.spec.template)
+    }
+}
+
+/// Records on `status` whether the edge is refused because of Secrets; returns the refusal
+/// message when it is newly refused (for an Event).
+pub fn set_secrets_condition(
+    es: &EdgeService,
+    status: &mut EdgeServiceStatus,
+    now: Timestamp,
+) -> Option<String> {
+    let refs = refused_secrets(es);
+    let uses_edge =
+        es.spec.fallback.mode != FallbackMode::Disabled || es.spec.fallback.edge.warm_replicas > 0;
+    if !uses_edge && refs.is_empty() {
+        return None;
+    }
+    let was = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == EDGE_SECRETS_REFUSED && c.status == "True");
+    let (state, reason, message) = if !refs.is_empty() {
+        (
+            ConditionStatus::True,
+            "TemplateReferencesSecrets",
+            format!(
+                "the template references Secrets, which community edge nodes may not get ({}); \
+                 the edge is not used (set spec.fallback.edge.allowSecrets: true to allow it)",
+                refs.join("; ")
+            ),
+        )
+    } else if es.spec.fallback.edge.allow_secrets {
+        (
+            ConditionStatus::False,
+            "SecretsAllowed",
+            "spec.fallback.edge.allowSecrets is true".to_string(),
+        )
+    } else {
+        (
+            ConditionStatus::False,
+            "NoSecrets",
+            "the template references no Secrets".to_string(),
+        )
+    };
+    conditions::set_condition(
+        &mut status.conditions,
+        EDGE_SECRETS_REFUSED,
+        state,
+        reason,
+        &message,
+        es.metadata.generation,
+        now,
+    );
+    (state == ConditionStatus::True && !was).then_some(message)
 }
 
 /// An edge Deployment that runs nothing and should run nothing is left as it is: where zero
@@ -436,5 +515,66 @@ fn next_check(plan: &Plan, ctx: &Context) -> Duration {
         ctx.options.resync
     } else {
         Duration::from_secs(1).min(ctx.options.resync)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_secret_volume(allow: bool) -> EdgeService {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+            "metadata": {"name": "shop", "namespace": "prod", "generation": 3},
+            "spec": {
+                "regions": ["aws-us-east-1"],
+                "fallback": {"edge": {"allowSecrets": allow}},
+                "template": {"spec": {
+                    "containers": [{"name": "app", "image": "shop:1"}],
+                    "volumes": [{"name": "creds", "secret": {"secretName": "db"}}]
+                }}
+            }
+        }))
+        .expect("EdgeService")
+    }
+
+    #[test]
+    fn a_template_with_secrets_is_refused_for_the_edge_with_a_condition_and_one_event() {
+        let es = with_secret_volume(false);
+        assert_eq!(refused_secrets(&es).len(), 1);
+        let mut status = EdgeServiceStatus::default();
+        let now = Timestamp::from_second(1_000).expect("time");
+        let first = set_secrets_condition(&es, &mut status, now);
+        let message = first.expect("an Event the first time");
+        assert!(
+            message.contains("allowSecrets") && message.contains("db"),
+            "{message}"
+        );
+        let c = conditions::find_condition(&status.conditions, EDGE_SECRETS_REFUSED)
+            .expect("condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "TemplateReferencesSecrets")
+        );
+        assert_eq!(c.observed_generation, Some(3));
+        assert!(
+            set_secrets_condition(&es, &mut status, now).is_none(),
+            "no second Event"
+        );
+    }
+
+    #[test]
+    fn allow_secrets_lets_the_template_onto_the_edge() {
+        let es = with_secret_volume(true);
+        assert!(refused_secrets(&es).is_empty());
+        let mut status = EdgeServiceStatus::default();
+        let now = Timestamp::from_second(1_000).expect("time");
+        assert!(set_secrets_condition(&es, &mut status, now).is_none());
+        let c = conditions::find_condition(&status.conditions, EDGE_SECRETS_REFUSED)
+            .expect("condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SecretsAllowed")
+        );
     }
 }
