@@ -1,4 +1,5 @@
 mod cli_node;
+mod cli_status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,11 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Run(RunArgs),
+    /// Regions, edge nodes and services in one view: phases, replicas, traffic weights.
+    Status(ReadArgs),
+    /// What-if: where the EdgeService in a file would run and get traffic now, and why.
+    /// Reads the live cluster, writes nothing.
+    Plan(PlanArgs),
     /// Print the CustomResourceDefinitions (all kinds) as YAML.
     Crd,
     /// For community node operators: a node key, and a signed EdgeNode registration.
@@ -39,6 +45,29 @@ enum Command {
     Node(cli_node::NodeCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct ReadArgs {
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Only EdgeServices of this namespace (default: all).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// The EdgeService manifest (YAML).
+    #[arg(long, short = 'f')]
+    file: PathBuf,
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the EdgeService (default: the manifest's, else `default`).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -260,6 +289,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| format!("starting the async runtime: {e}"))?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     edgeshift::telemetry::init(&cli.log_level, cli.log_json);
@@ -272,6 +307,18 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(|e| format!("rendering CRDs: {e}")),
         Command::Node(command) => cli_node::run(command),
+        Command::Status(args) => block_on(async move {
+            let client = client(args.kubeconfig.as_ref()).await?;
+            cli_status::status(client, args.namespace.as_deref())
+                .await
+                .map(|out| println!("{out}"))
+        }),
+        Command::Plan(args) => block_on(async move {
+            let client = client(args.kubeconfig.as_ref()).await?;
+            cli_status::plan(client, &args.file, args.namespace.as_deref())
+                .await
+                .map(|out| print!("{out}"))
+        }),
         Command::Run(args) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run(args)),
             Err(e) => Err(format!("starting the async runtime: {e}")),

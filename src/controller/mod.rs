@@ -4,7 +4,7 @@ pub mod children;
 pub mod cloud_region;
 pub mod edge_node;
 pub mod edge_service;
-mod observe;
+pub mod observe;
 pub mod traffic;
 
 use std::collections::HashMap;
