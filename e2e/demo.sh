@@ -125,6 +125,8 @@ cat <<EOF
     kubectl -n demo get edgeservices            # phases, replicas, edge traffic
     kubectl -n demo describe edgeservice shop   # the failover told through Events
     kubectl get cloudregions,edgenodes
+    ${BIN#"$REPO_DIR"/} status                       # regions, edge nodes, services, traffic in one view
+    ${BIN#"$REPO_DIR"/} plan -f manifests/examples/edgeservices.yaml   # what-if (first document)
     e2e/cluster.sh region-down gcp-europe-west1  # another drill: api fails over to the edge
     tail -f ${LOG#"$REPO_DIR"/}
 
