@@ -255,7 +255,13 @@ async fn run(args: RunArgs) -> Result<(), String> {
     if let Some(prober) = &prober {
         edgeshift::controller::cloud_region::check_options(&client, prober).await?;
     }
-    let edge_nodes = args.edge_nodes.options();
+    let edge_nodes =
+        args.edge_nodes
+            .options()
+            .map(|o| edgeshift::controller::edge_node::EdgeNodeOptions {
+                metrics: metrics.clone(),
+                ..o
+            });
     if let Some(edge_nodes) = &edge_nodes {
         edgeshift::controller::edge_node::check_options(&client, edge_nodes).await?;
     }

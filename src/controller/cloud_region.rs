@@ -5,7 +5,7 @@
 //!
 //! Regions come and go through a reflector: a new CloudRegion starts its loop, a deleted one
 //! stops it. The verdict's state lives in the status, so a restarted operator continues from it.
-use crate::runtime::metrics::{Metrics, ProbeLabels, RegionLabels};
+use crate::runtime::metrics::{ErrorLabels, KindLabels, Metrics, ProbeLabels, RegionLabels};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -275,6 +275,18 @@ impl Shared {
         }
     }
 
+    /// A probe round counts as one CloudRegion reconcile.
+    fn record_round(&self, took: Duration) {
+        let kind = KindLabels {
+            kind: "CloudRegion".into(),
+        };
+        self.metrics.reconciles.get_or_create(&kind).inc();
+        self.metrics
+            .reconcile_duration
+            .get_or_create(&kind)
+            .observe(took.as_secs_f64());
+    }
+
     fn forget(&self, name: &str) {
         self.seen().remove(name);
     }
@@ -457,6 +469,7 @@ async fn region_loop(shared: Arc<Shared>, name: String, uid: String) {
         if region.uid().as_deref() != Some(uid.as_str()) {
             break;
         }
+        let round_started = Instant::now();
         let report = shared.round(&region, started).await;
         let now = shared.clock.now();
         let phase_after = {
@@ -473,6 +486,7 @@ async fn region_loop(shared: Arc<Shared>, name: String, uid: String) {
             &report,
             next.phase.unwrap_or_default(),
         );
+        shared.record_round(round_started.elapsed());
         let heartbeat_due = written_at.is_none_or(|t| {
             now.duration_since(t) >= SignedDuration::try_from(shared.heartbeat).unwrap_or_default()
         });
@@ -502,7 +516,17 @@ async fn region_loop(shared: Arc<Shared>, name: String, uid: String) {
                     written = Some(next.clone());
                     written_at = Some(status::seconds(now));
                 }
-                Err(e) => warn!(region = %name, error = %e, "writing CloudRegion status"),
+                Err(e) => {
+                    shared
+                        .metrics
+                        .reconcile_errors
+                        .get_or_create(&ErrorLabels {
+                            kind: "CloudRegion".into(),
+                            error: "kube".into(),
+                        })
+                        .inc();
+                    warn!(region = %name, error = %e, "writing CloudRegion status")
+                }
             }
         }
         current = Some(next);

@@ -9,6 +9,7 @@
 //!
 //! Everything the status says is recomputed from the cluster on every reconcile; only the
 //! flap history lives in memory (availability and quarantine resume from status).
+use crate::runtime::metrics::{ErrorLabels, KindLabels, Metrics};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -100,6 +101,8 @@ pub struct EdgeNodeOptions {
     pub reputation: ReputationSettings,
     /// EdgeNodes reconciled at once.
     pub concurrency: u16,
+    /// Reconcile counts, durations and errors go here.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for EdgeNodeOptions {
@@ -112,6 +115,7 @@ impl Default for EdgeNodeOptions {
             selector: None,
             reputation: ReputationSettings::default(),
             concurrency: 8,
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -670,6 +674,21 @@ impl Context {
 }
 
 async fn reconcile(en: Arc<EdgeNode>, ctx: Arc<Context>) -> Result<Action> {
+    let kind = KindLabels {
+        kind: "EdgeNode".into(),
+    };
+    let metrics = ctx.options.metrics.clone();
+    metrics.reconciles.get_or_create(&kind).inc();
+    let started = std::time::Instant::now();
+    let result = reconcile_node(en, ctx).await;
+    metrics
+        .reconcile_duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_node(en: Arc<EdgeNode>, ctx: Arc<Context>) -> Result<Action> {
     ctx.caches_ready().await;
     let name = en.name_any();
     if en.metadata.deletion_timestamp.is_some() {
@@ -837,6 +856,14 @@ async fn reconcile(en: Arc<EdgeNode>, ctx: Arc<Context>) -> Result<Action> {
 
 fn error_policy(en: Arc<EdgeNode>, error: &Error, ctx: Arc<Context>) -> Action {
     let name = en.name_any();
+    ctx.options
+        .metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            kind: "EdgeNode".into(),
+            error: error.metric_label().into(),
+        })
+        .inc();
     let delay = ctx.backoff(&name);
     warn!(edgenode = %name, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
