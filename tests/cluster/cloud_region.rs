@@ -244,13 +244,24 @@ async fn a_steady_healthy_region_is_written_at_most_once_a_minute() {
     let ns = TestNamespace::new(&client, "cr-steady").await;
     let name = format!("{}-west", ns.name);
     let endpoint = region_endpoint("aws-us-west-2");
+    // http://HOST:PORT/healthz -> the same endpoint as a TCP probe.
+    let authority = endpoint
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let (host, port) = authority
+        .split_once(':')
+        .expect("host:port in the endpoint URL");
+    let port: u16 = port.parse().expect("endpoint port");
     region(
         &client,
         &ns.name,
         &name,
         json!({"provider": "aws", "region": "us-west-2",
                "probes": [{"name": "lb", "http": {"url": endpoint}},
-                          {"name": "lb-tcp", "tcp": {"host": endpoint.trim_start_matches("http://").split(':').next(), "port": 18080}}]}),
+                          {"name": "lb-tcp", "tcp": {"host": host, "port": port}}]}),
     )
     .await;
     let _operator = Operator::start(&ns.name);
