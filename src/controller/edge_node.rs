@@ -9,7 +9,7 @@
 //!
 //! Everything the status says is recomputed from the cluster on every reconcile; only the
 //! flap history lives in memory (availability and quarantine resume from status).
-use crate::runtime::metrics::{ErrorLabels, KindLabels, Metrics};
+use crate::runtime::metrics::{ErrorLabels, Metrics};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -674,18 +674,8 @@ impl Context {
 }
 
 async fn reconcile(en: Arc<EdgeNode>, ctx: Arc<Context>) -> Result<Action> {
-    let kind = KindLabels {
-        kind: "EdgeNode".into(),
-    };
     let metrics = ctx.options.metrics.clone();
-    metrics.reconciles.get_or_create(&kind).inc();
-    let started = std::time::Instant::now();
-    let result = reconcile_node(en, ctx).await;
-    metrics
-        .reconcile_duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    result
+    metrics.reconcile("EdgeNode", reconcile_node(en, ctx)).await
 }
 
 async fn reconcile_node(en: Arc<EdgeNode>, ctx: Arc<Context>) -> Result<Action> {

@@ -25,7 +25,7 @@ use crate::api::{
     EdgeService, EdgeServiceStatus, FallbackMode, ServicePhase, TargetKind, EDGE_TARGET,
 };
 use crate::planner::{self, EventType, ObservedTarget, Plan, PlanInput, PreviousState, RegionView};
-use crate::runtime::metrics::{ErrorLabels, FailoverLabels, KindLabels, TargetLabels};
+use crate::runtime::metrics::{ErrorLabels, FailoverLabels, TargetLabels};
 use crate::{Error, Result};
 
 /// Reason of the condition and Event when the API server refuses what we build from a spec.
@@ -37,18 +37,10 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
         // reconcile of everything (`reconcile_all_on`).
         return Ok(Action::await_change());
     }
-    let kind = KindLabels {
-        kind: "EdgeService".into(),
-    };
     let metrics = ctx.options.metrics.clone();
-    metrics.reconciles.get_or_create(&kind).inc();
-    let started = std::time::Instant::now();
-    let result = reconcile_leader(es, ctx).await;
     metrics
-        .reconcile_duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    result
+        .reconcile("EdgeService", reconcile_leader(es, ctx))
+        .await
 }
 
 async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {

@@ -155,6 +155,22 @@ impl Metrics {
         }
     }
 
+    /// Runs one reconcile of `kind`, counting it and timing it.
+    pub async fn reconcile<T>(
+        &self,
+        kind: &str,
+        reconcile: impl std::future::Future<Output = T>,
+    ) -> T {
+        let labels = KindLabels { kind: kind.into() };
+        self.reconciles.get_or_create(&labels).inc();
+        let started = std::time::Instant::now();
+        let result = reconcile.await;
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

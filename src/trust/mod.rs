@@ -28,13 +28,10 @@ mod properties;
 #[cfg(test)]
 mod docs {
     //! `docs/joining.md` shows exactly what the code does.
-    use std::collections::BTreeMap;
-
     use k8s_openapi::api::core::v1::ConfigMap;
-    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     use super::*;
-    use crate::api::{EdgeCapacity, EdgeLocation, EdgeNode, EdgeNodeSpec};
+    use crate::api::{EdgeNode, EdgeNodeSpec};
 
     const JOINING: &str = include_str!("../../docs/joining.md");
 
@@ -47,27 +44,9 @@ mod docs {
 
     fn example() -> (NodeKey, EdgeNodeSpec) {
         let key = NodeKey::from_seed(std::array::from_fn(|i| i as u8));
-        let mut spec = EdgeNodeSpec {
-            node_name: "edge-berlin-1".into(),
-            operator: "alice".into(),
-            public_key: String::new(),
-            signature: String::new(),
-            location: Some(EdgeLocation {
-                latitude: 52.52,
-                longitude: 13.405,
-                country: Some("DE".into()),
-            }),
-            capacity: Some(EdgeCapacity {
-                cpu: Some(Quantity("4".into())),
-                memory: Some(Quantity("8Gi".into())),
-                pods: Some(20),
-            }),
-            price_per_hour: Some(0.05),
-            labels: BTreeMap::from([
-                ("network".into(), "fiber".into()),
-                ("gpu".into(), "none".into()),
-            ]),
-        };
+        // The registration of docs/joining.md, the same one the encoding tests use.
+        let mut spec = crate::trust::encoding::tests::spec();
+        spec.public_key.clear();
         key.sign(&mut spec).expect("signs");
         (key, spec)
     }
