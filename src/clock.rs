@@ -3,6 +3,12 @@ use std::sync::Mutex;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+/// Kubernetes keeps times to the second: round ours the same way, or a status read back
+/// would always differ from the one computed and be written again and again.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }

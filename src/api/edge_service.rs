@@ -677,6 +677,13 @@ fn pod_template_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+impl EdgeServiceSpec {
+    /// Whether the service may ever run on the edge: fallback enabled, or warm edge replicas.
+    pub fn uses_edge(&self) -> bool {
+        self.fallback.mode != FallbackMode::Disabled || self.fallback.edge.warm_replicas > 0
+    }
+}
+
 impl EdgeService {
     /// The service's phase, `Normal` before edgeshift has planned it.
     pub fn phase(&self) -> ServicePhase {

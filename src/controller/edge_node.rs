@@ -9,6 +9,7 @@
 //!
 //! Everything the status says is recomputed from the cluster on every reconcile; only the
 //! flap history lives in memory (availability and quarantine resume from status).
+use crate::clock::whole_seconds as seconds;
 use crate::runtime::metrics::{ErrorLabels, Metrics};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -551,11 +552,6 @@ pub fn orphaned_nodes<'a>(
         })
         .map(|n| n.name_any())
         .collect()
-}
-
-/// Kubernetes keeps times to the second: ours are rounded the same way before comparing.
-fn seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 fn human(d: SignedDuration) -> String {

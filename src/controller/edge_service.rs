@@ -21,9 +21,8 @@ use super::children::{self, Pinning, FIELD_MANAGER, LABEL_SERVICE, LABEL_TARGET}
 use super::observe::{edge_node_view_for, observed_targets};
 use super::{traffic, Context};
 use crate::api::conditions::{self, ConditionStatus};
-use crate::api::{
-    EdgeService, EdgeServiceStatus, FallbackMode, ServicePhase, TargetKind, EDGE_TARGET,
-};
+use crate::api::{EdgeService, EdgeServiceStatus, ServicePhase, TargetKind, EDGE_TARGET};
+use crate::clock::whole_seconds as seconds;
 use crate::planner::{self, EventType, ObservedTarget, Plan, PlanInput, PreviousState, RegionView};
 use crate::runtime::metrics::{ErrorLabels, FailoverLabels, TargetLabels};
 use crate::{Error, Result};
@@ -53,7 +52,9 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     };
     let now = ctx.clock.now();
-    let input = plan_input(&es, &ctx, now);
+    // Walked once: it decides the edge inventory and the condition below.
+    let refused = refused_secrets(&es);
+    let input = plan_input(&es, &ctx, &refused, now);
     let plan = planner::plan(&input);
 
     let traffic_report = match apply_children(&es, &ctx, &namespace, &plan, &input.observed).await {
@@ -100,7 +101,7 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
         es.metadata.generation,
         seconds(now),
     );
-    let secrets_refused = set_secrets_condition(&es, &mut new_status, seconds(now));
+    let secrets_refused = set_secrets_condition(&es, &refused, &mut new_status, seconds(now));
     if es.status.as_ref() != Some(&new_status) {
         tracing::debug!(
             edgeservice = %oref,
@@ -194,7 +195,7 @@ pub fn error_policy(es: Arc<EdgeService>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
+fn plan_input(es: &EdgeService, ctx: &Context, refused: &[String], now: Timestamp) -> PlanInput {
     // Replicas of other services on an edge node count against its capacity; our own do not.
     let service_key = format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any());
     let regions = es
@@ -208,7 +209,7 @@ fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
         })
         .collect();
     // A template with Secrets gets no edge node unless the spec allows it (untrusted hosts).
-    let edge_nodes = if refused_secrets(es).is_empty() {
+    let edge_nodes = if refused.is_empty() {
         ctx.edge_nodes
             .state()
             .iter()
@@ -233,10 +234,6 @@ fn plan_input(es: &EdgeService, ctx: &Context, now: Timestamp) -> PlanInput {
     }
 }
 
-fn uses_edge(es: &EdgeService) -> bool {
-    es.spec.fallback.mode != FallbackMode::Disabled || es.spec.fallback.edge.warm_replicas > 0
-}
-
 /// The Deployments the plan asks for. A region whose CloudRegion does not exist gets none
 /// (its node selector is unknown); the planner already counts it as Unknown.
 fn desired_deployments(es: &EdgeService, ctx: &Context, plan: &Plan) -> Vec<Deployment> {
@@ -251,7 +248,7 @@ fn desired_deployments(es: &EdgeService, ctx: &Context, plan: &Plan) -> Vec<Depl
                     &Pinning::Region(cr.spec.effective_node_selector()),
                 )
             }),
-            TargetKind::Edge => uses_edge(es).then(|| {
+            TargetKind::Edge => es.spec.uses_edge().then(|| {
                 children::deployment(
                     es,
                     EDGE_TARGET,
@@ -279,13 +276,11 @@ pub fn refused_secrets(es: &EdgeService) -> Vec<String> {
 /// message when it is newly refused (for an Event).
 pub fn set_secrets_condition(
     es: &EdgeService,
+    refs: &[String],
     status: &mut EdgeServiceStatus,
     now: Timestamp,
 ) -> Option<String> {
-    let refs = refused_secrets(es);
-    let uses_edge =
-        es.spec.fallback.mode != FallbackMode::Disabled || es.spec.fallback.edge.warm_replicas > 0;
-    if !uses_edge && refs.is_empty() {
+    if !es.spec.uses_edge() && refs.is_empty() {
         return None;
     }
     let was = status
@@ -456,12 +451,6 @@ async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: 
     }
 }
 
-/// Kubernetes keeps times to the second: round ours the same way, or a status read back would
-/// always differ from the one we computed and we would write it again and again.
-fn seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
-
 fn time_s(t: &Time) -> Time {
     Time(seconds(t.0))
 }
@@ -536,7 +525,8 @@ mod tests {
         assert_eq!(refused_secrets(&es).len(), 1);
         let mut status = EdgeServiceStatus::default();
         let now = Timestamp::from_second(1_000).expect("time");
-        let first = set_secrets_condition(&es, &mut status, now);
+        let refs = refused_secrets(&es);
+        let first = set_secrets_condition(&es, &refs, &mut status, now);
         let message = first.expect("an Event the first time");
         assert!(
             message.contains("allowSecrets") && message.contains("db"),
@@ -550,7 +540,7 @@ mod tests {
         );
         assert_eq!(c.observed_generation, Some(3));
         assert!(
-            set_secrets_condition(&es, &mut status, now).is_none(),
+            set_secrets_condition(&es, &refs, &mut status, now).is_none(),
             "no second Event"
         );
     }
@@ -561,7 +551,7 @@ mod tests {
         assert!(refused_secrets(&es).is_empty());
         let mut status = EdgeServiceStatus::default();
         let now = Timestamp::from_second(1_000).expect("time");
-        assert!(set_secrets_condition(&es, &mut status, now).is_none());
+        assert!(set_secrets_condition(&es, &[], &mut status, now).is_none());
         let c = conditions::find_condition(&status.conditions, EDGE_SECRETS_REFUSED)
             .expect("condition");
         assert_eq!(

@@ -219,10 +219,7 @@ pub async fn run(
             by_edge
                 .state()
                 .into_iter()
-                .filter(|es| {
-                    es.spec.fallback.mode != crate::api::FallbackMode::Disabled
-                        || es.spec.fallback.edge.warm_replicas > 0
-                })
+                .filter(|es| es.spec.uses_edge())
                 .map(|es| ObjectRef::from_obj(&*es))
                 .collect::<Vec<_>>()
         })

@@ -184,10 +184,7 @@ pub fn provider_rollup<'a>(
     }
 }
 
-/// Kubernetes keeps times to the second; so do we, or a status read back would always differ.
-pub fn seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
+pub use crate::clock::whole_seconds as seconds;
 
 /// The status after this round, from the status before it (the verdict's state).
 pub fn next_status(
