@@ -16,6 +16,11 @@ NODE_LEASE_SECONDS=${EDGESHIFT_NODE_LEASE_SECONDS:-8}
 NODE_GRACE_PERIOD=${EDGESHIFT_NODE_GRACE_PERIOD:-10s}
 KCM_QPS=${EDGESHIFT_KCM_QPS:-200}
 SCHEDULER_QPS=${EDGESHIFT_SCHEDULER_QPS:-200}
+# Simulated container start: KWOK's pod stages (created/running, init containers, ready) each
+# wait a random time between DELAY and JITTER ms, so a pod is Ready 1-3 s after it is bound.
+# (KWOK's own "general" profile waits 1-5 s per stage, 2-10 s a pod; 0 and 0: Ready at once.)
+POD_STAGE_DELAY_MS=${EDGESHIFT_POD_STAGE_DELAY_MS:-500}
+POD_STAGE_JITTER_MS=${EDGESHIFT_POD_STAGE_JITTER_MS:-1500}
 
 PKI=$STATE_DIR/pki
 LOGS=$STATE_DIR/logs
@@ -226,12 +231,29 @@ write_stages() {
     pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml \
     pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml \
     pod/general/pod-complete.yaml pod/general/pod-delete.yaml; do
-    cat "$kwok_src/$f"
+    case $f in
+      pod/general/pod-complete.yaml | pod/general/pod-delete.yaml) cat "$kwok_src/$f" ;;
+      pod/*) sed -e "s/^    durationMilliseconds: 1000\$/    durationMilliseconds: $POD_STAGE_DELAY_MS/" \
+        -e "s/^    jitterDurationMilliseconds: 5000\$/    jitterDurationMilliseconds: $POD_STAGE_JITTER_MS/" "$kwok_src/$f" ;;
+      *) cat "$kwok_src/$f" ;;
+    esac
     echo "---"
   done >"$STATE_DIR/kwok-stages.yaml"
 }
 
 kwok_group_label=kwok.edgeshift.io/group
+
+# Each KWOK process hands out pod IPs from a /16 of its own (10.<n>.0.0/16, n = the group's
+# position), so no two pods share an IP. Region nodes get the InternalIP 10.255.<n>.1; an
+# edge node edge-N gets 192.0.2.N (TEST-NET-1), the address DNS records point at when
+# traffic moves to it.
+group_index() { all_groups | grep -nx -- "$1" | cut -d: -f1; }
+group_node_ip() { # <group>
+  case $1 in
+    edge-*) echo "192.0.2.${1#edge-}" ;;
+    *) echo "10.255.$(group_index "$1").1" ;;
+  esac
+}
 
 start_kwok() { # <group>: the KWOK controller that keeps this group's nodes (and pods) alive
   local group=$1
@@ -239,7 +261,8 @@ start_kwok() { # <group>: the KWOK controller that keeps this group's nodes (and
   start_proc "kwok-$group" "$KWOK_BIN" --kubeconfig "$STATE_DIR/kwok.kubeconfig" \
     --config "$STATE_DIR/kwok-stages.yaml" \
     --manage-nodes-with-label-selector "$kwok_group_label=$group" \
-    --node-lease-duration-seconds "$NODE_LEASE_SECONDS" --node-ip 10.255.255.1
+    --node-lease-duration-seconds "$NODE_LEASE_SECONDS" \
+    --node-ip "$(group_node_ip "$group")" --cidr "10.$(group_index "$group").0.0/16"
 }
 
 start_health_endpoint() { # <region>
