@@ -36,6 +36,7 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
         // reconcile of everything (`reconcile_all_on`).
         return Ok(Action::await_change());
     }
+    ctx.caches_ready().await;
     let metrics = ctx.options.metrics.clone();
     metrics
         .reconcile("EdgeService", reconcile_leader(es, ctx))

@@ -70,9 +70,19 @@ pub struct Context {
     pub options: Options,
     /// Consecutive failures per EdgeService, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<EdgeService>, u32>>,
+    /// `true` once every cache a decision reads from has its first full list.
+    caches: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
+    /// Waits until the caches are filled. Planning from a half-filled cache is planning for a
+    /// world without the service's regions or edge nodes: a restarted operator would scale
+    /// away everything that serves and bring it back a moment later.
+    pub async fn caches_ready(&self) {
+        let mut caches = self.caches.clone();
+        let _ = caches.wait_for(|ready| *ready).await;
+    }
+
     /// Backoff after the n-th consecutive failure: 1 s, 2 s, 4 s, ... capped at 5 minutes.
     fn backoff(&self, obj: &ObjectRef<EdgeService>) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,6 +185,7 @@ pub async fn run(
         .reflect(services_writer)
         .touched_objects();
 
+    let (caches_tx, caches_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
         client: client.clone(),
         regions,
@@ -192,6 +203,7 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         options: options.clone(),
         failures: Mutex::new(HashMap::new()),
+        caches: caches_rx,
     });
 
     let controller = Controller::new(
@@ -226,22 +238,29 @@ pub async fn run(
         // Becoming the leader reconciles everything from the (warm) caches at once.
         .reconcile_all_on(leadership_acquired(options.leadership.clone()))
         .graceful_shutdown_on(shutdown);
-    // Ready once the caches the decisions read from have their first full list. (One
-    // waiter per store: kube wakes only one of several concurrent waiters.)
+    // Ready once the caches the decisions read from have their first full list; reconciles
+    // wait for it. (One waiter per store: kube wakes only one of several concurrent waiters.
+    // Routes and DNS records are left out: their watches start only once discovery finds the
+    // CRDs, and a route missing from the cache costs one identical apply, not a wrong one.)
     let caches = (
         ctx.regions.clone(),
         ctx.edge_nodes.clone(),
         ctx.deployments.clone(),
         ctx.services.clone(),
+        ctx.traffic.pods.clone(),
+        ctx.traffic.nodes.clone(),
     );
     let ready = options.ready.clone();
     tokio::spawn(async move {
         let synced = caches.0.wait_until_ready().await.is_ok()
             && caches.1.wait_until_ready().await.is_ok()
             && caches.2.wait_until_ready().await.is_ok()
-            && caches.3.wait_until_ready().await.is_ok();
+            && caches.3.wait_until_ready().await.is_ok()
+            && caches.4.wait_until_ready().await.is_ok()
+            && caches.5.wait_until_ready().await.is_ok();
         if synced {
             ready.store(true, Ordering::Release);
+            let _ = caches_tx.send(true);
         }
     });
     let controller = traffic_streams.attach(controller);
