@@ -171,9 +171,15 @@ async fn scenario_7_when_the_canaries_fail_too_nothing_fails_over() {
         .collect();
     for s in &during {
         for r in [EAST, WEST, EUROPE] {
-            assert!(!s.region_down(r), "{r} judged Down while partitioned: {s:#?}");
+            assert!(
+                !s.region_down(r),
+                "{r} judged Down while partitioned: {s:#?}"
+            );
         }
-        assert!(s.failover.is_none(), "failed over while partitioned: {s:#?}");
+        assert!(
+            s.failover.is_none(),
+            "failed over while partitioned: {s:#?}"
+        );
         assert!(
             s.desired.get("edge").is_none_or(|r| *r == 0),
             "edge scaled up while partitioned: {s:#?}"
@@ -269,8 +275,8 @@ async fn scenario_8_drain_is_a_planned_failover_and_back() {
     )
     .await;
     let samples = sampler.samples();
-    let emptied = first_after(&samples, drained, |s| s.desired.get(&east) == Some(&0))
-        .expect("east emptied");
+    let emptied =
+        first_after(&samples, drained, |s| s.desired.get(&east) == Some(&0)).expect("east emptied");
     assert_eq!(emptied.ready_on("us-west-2"), 4, "{emptied:#?}");
     // No serving gap: the planned move never left users with fewer than 4 replicas.
     let low: Vec<usize> = samples
@@ -292,7 +298,10 @@ async fn scenario_8_drain_is_a_planned_failover_and_back() {
         .iter()
         .find(|c| c.type_ == "FailedOver")
         .expect("FailedOver");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "RegionDraining"));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "RegionDraining")
+    );
     let r = regions.get(&east).await.expect("east");
     report(
         "8 drain",

@@ -235,6 +235,11 @@ write_stages() {
       pod/general/pod-complete.yaml | pod/general/pod-delete.yaml) cat "$kwok_src/$f" ;;
       pod/*) sed -e "s/^    durationMilliseconds: 1000\$/    durationMilliseconds: $POD_STAGE_DELAY_MS/" \
         -e "s/^    jitterDurationMilliseconds: 5000\$/    jitterDurationMilliseconds: $POD_STAGE_JITTER_MS/" "$kwok_src/$f" ;;
+      # KWOK's node-initialize (run again when a restarted KWOK finds its node NotReady) writes
+      # an empty `addresses:` when the node has an InternalIP but no Hostname address, which
+      # ours never get: restarted nodes lost their address. Only add a missing InternalIP.
+      node/fast/node-initialize.yaml) sed -e 's/^      {{ if or (not $hasInternalIP) (not $hasHostname) }}$/      {{ if not $hasInternalIP }}/' \
+        -e 's/^      {{ if not $hasHostname }}$/      {{ if false }}/' "$kwok_src/$f" ;;
       *) cat "$kwok_src/$f" ;;
     esac
     echo "---"
