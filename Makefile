@@ -12,7 +12,7 @@ HELM ?= $(shell bash -c '. e2e/lib/common.sh; [ -x "$$HELM_BIN" ] && echo "$$HEL
 # Where `make manifests` writes (the packaging cluster test renders elsewhere to compare).
 MANIFESTS_OUT ?= manifests/install.yaml
 
-.PHONY: help demo test lint fmt-check clippy unit e2e-tests crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
+.PHONY: help demo test lint fmt-check clippy unit e2e-tests chaos crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,8 +43,18 @@ crds: ## regenerate crds/, the chart's copies and manifests/install.yaml from th
 	EDGESHIFT_UPDATE_CRDS=1 cargo test --features e2e --lib crds_are_up_to_date
 	@$(MAKE) --no-print-directory manifests
 
-e2e-tests: ## cluster tests against $(E2E_KUBECONFIG) (the cluster must be up)
+e2e-tests: ## cluster tests, then the chaos suite, against $(E2E_KUBECONFIG) (the cluster must be up)
 	cargo test --features e2e --test cluster -- --test-threads=$(E2E_THREADS)
+	@$(MAKE) --no-print-directory chaos
+
+# The scenarios take regions away, so they run one at a time; each prints its RTO, and the
+# figures are shown together at the end (target/e2e/chaos-report.txt).
+chaos: ## the region-loss chaos suite against $(E2E_KUBECONFIG) (the cluster must be up)
+	@mkdir -p target/e2e && rm -f target/e2e/chaos-report.txt
+	@status=0; cargo test --features e2e --test chaos -- --test-threads=1 --nocapture || status=$$?; \
+	  echo "==> chaos suite figures (first failed probe -> replicas Ready and traffic shifted)"; \
+	  cat target/e2e/chaos-report.txt 2>/dev/null || true; \
+	  exit $$status
 
 cluster-build: ## build the test cluster binaries from Go modules (cached)
 	$(CLUSTER) build

@@ -144,6 +144,41 @@ pub async fn whole_cluster(client: &Client) {
     }
 }
 
+/// The Node behind each community node's topology name (label `e2e.edgeshift.io/name`):
+/// `edge-1` → `edge-1` on the local cluster, kind's own worker names there.
+pub async fn edge_node_names(client: &Client) -> BTreeMap<String, String> {
+    let selector = format!("e2e.edgeshift.io/name in ({})", EDGE_NODES.join(","));
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .expect("list community nodes");
+    let mut names: BTreeMap<String, String> = nodes
+        .items
+        .iter()
+        .filter_map(|n| {
+            Some((
+                n.labels().get("e2e.edgeshift.io/name")?.clone(),
+                n.name_any(),
+            ))
+        })
+        .collect();
+    for topo in EDGE_NODES {
+        names
+            .entry(topo.to_string())
+            .or_insert_with(|| topo.to_string());
+    }
+    names
+}
+
+/// The topology name (`edge-N`) of a community Node.
+pub async fn topology_name(client: &Client, node: &str) -> Option<&'static str> {
+    let names = edge_node_names(client).await;
+    EDGE_NODES
+        .iter()
+        .copied()
+        .find(|t| names.get(*t).map(String::as_str) == Some(node))
+}
+
 /// Removes what the EdgeNode controller put on the community nodes (labels, taint), now and
 /// on drop, so every scenario and the cluster tests find them as the cluster made them.
 pub struct CleanEdgeNodes;
@@ -157,7 +192,8 @@ impl CleanEdgeNodes {
 
 async fn clean_edge_nodes(client: &Client) {
     let api: Api<Node> = Api::all(client.clone());
-    for name in EDGE_NODES {
+    for name in edge_node_names(client).await.into_values() {
+        let name = name.as_str();
         for _ in 0..10 {
             let Ok(node) = api.get(name).await else {
                 break;
@@ -481,12 +517,13 @@ async fn register_edge_nodes(client: &Client, ns: &str, nodes: &[&str]) {
         .await
         .expect("create trust policy");
     let api: Api<EdgeNode> = Api::all(client.clone());
+    let names = edge_node_names(client).await;
     for (i, node) in nodes.iter().enumerate() {
         let mut en: EdgeNode = serde_json::from_value(json!({
             "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeNode",
             "metadata": {"name": format!("{ns}-{node}"), "labels": {OWNER_LABEL: ns}},
             "spec": {
-                "nodeName": node, "operator": "chaos-community",
+                "nodeName": names.get(*node).map_or(*node, String::as_str), "operator": "chaos-community",
                 "publicKey": key.public_key_base64(), "signature": format!("{}==", "A".repeat(86)),
                 "location": {"latitude": 50.0 + i as f64, "longitude": 8.0, "country": "DE"},
                 "capacity": {"cpu": "4", "memory": "8Gi", "pods": 20},
