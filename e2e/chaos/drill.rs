@@ -431,8 +431,9 @@ impl Drill {
     ) -> Sample {
         let want: BTreeMap<String, usize> =
             ready.iter().map(|(l, n)| (l.to_string(), *n)).collect();
-        let got = sampler
-            .until(
+        sampler
+            .wait(
+                self,
                 &format!("{name} Normal with {want:?}"),
                 Duration::from_secs(90),
                 |s| {
@@ -442,13 +443,7 @@ impl Drill {
                         && !s.dns.is_empty()
                 },
             )
-            .await;
-        got.unwrap_or_else(|last| {
-            panic!(
-                "{name} never served from the cloud: last sample {last:#?}\n{}",
-                self.operator_log(30)
-            )
-        })
+            .await
     }
 
     /// The service's Events as (type, reason, message), oldest first.
@@ -671,7 +666,6 @@ impl Sampler {
     /// The first new sample for which `ok` holds; `Err(last sample)` after `limit`.
     pub async fn until(
         &self,
-        _what: &str,
         limit: Duration,
         ok: impl Fn(&Sample) -> bool,
     ) -> Result<Sample, Box<Sample>> {
@@ -702,7 +696,7 @@ impl Sampler {
         limit: Duration,
         ok: impl Fn(&Sample) -> bool,
     ) -> Sample {
-        match self.until(what, limit, ok).await {
+        match self.until(limit, ok).await {
             Ok(s) => s,
             Err(last) => panic!(
                 "timed out after {limit:?} waiting for {what}; last sample: {last:#?}\n--- operator log ---\n{}",
