@@ -302,11 +302,21 @@ async fn scenario_8_drain_is_a_planned_failover_and_back() {
         (c.status.as_str(), c.reason.as_str()),
         ("True", "RegionDraining")
     );
+    // The region itself stays probed and says why its workloads left.
     let r = regions.get(&east).await.expect("east");
+    let draining = r
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Draining"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(
+        draining,
+        Some(("True".to_string(), "DrainRequested".to_string()))
+    );
     report(
         "8 drain",
         &format!(
-            "planned failover done {} after drain: true (region {:?})",
+            "planned failover done {} after drain: true (region {:?}, Draining=True)",
             secs(moved.since(drained)),
             r.phase()
         ),
