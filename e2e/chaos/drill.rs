@@ -13,7 +13,7 @@ use edgeshift::trust::NodeKey;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -30,8 +30,6 @@ pub const REGIONS: [(&str, &str, &str, &str); 3] = [
     (EUROPE, "gcp", "europe-west1", "198.51.100.3"),
 ];
 pub const EDGE_NODES: [&str; 6] = ["edge-1", "edge-2", "edge-3", "edge-4", "edge-5", "edge-6"];
-const EDGE_LABEL: &str = "edgeshift.io/edge";
-const VERIFIED_LABEL: &str = "edgeshift.io/verified";
 /// Where a pod on a community node is said to run.
 pub const ON_EDGE: &str = "edge";
 
@@ -85,25 +83,11 @@ impl Faults {
 
 impl Drop for Faults {
     fn drop(&mut self) {
-        // Not `inject`: a panic while unwinding would abort the test binary.
-        let injector = std::env::var("E2E_FAULTS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
-        let undo = self
-            .regions
-            .iter()
-            .map(|r| ("region-up", *r))
-            .chain(self.edge_nodes.iter().map(|n| ("edge-node-up", *n)));
-        for (verb, what) in undo {
-            match std::process::Command::new("bash")
-                .arg(&injector)
-                .args([verb, what])
-                .output()
-            {
-                Ok(out) if out.status.success() => {}
-                Ok(out) => eprintln!("{verb} {what}: {}", String::from_utf8_lossy(&out.stderr)),
-                Err(e) => eprintln!("{verb} {what}: {e}"),
-            }
+        for region in &self.regions {
+            undo_fault(&["region-up", region]);
+        }
+        for node in &self.edge_nodes {
+            undo_fault(&["edge-node-up", node]);
         }
     }
 }
@@ -191,51 +175,14 @@ impl CleanEdgeNodes {
 }
 
 async fn clean_edge_nodes(client: &Client) {
-    let api: Api<Node> = Api::all(client.clone());
     for name in edge_node_names(client).await.into_values() {
-        let name = name.as_str();
-        for _ in 0..10 {
-            let Ok(node) = api.get(name).await else {
-                break;
-            };
-            let taints: Vec<_> = node
-                .spec
-                .as_ref()
-                .and_then(|s| s.taints.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|t| t.key != EDGE_LABEL)
-                .collect();
-            // The resourceVersion makes this a compare-and-swap of the taint list.
-            let patch = json!({
-                "metadata": {"resourceVersion": node.resource_version(),
-                             "labels": {EDGE_LABEL: null, VERIFIED_LABEL: null}},
-                "spec": {"taints": taints}
-            });
-            if api
-                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        unmark_edge_node(client, &name).await;
     }
 }
 
 impl Drop for CleanEdgeNodes {
     fn drop(&mut self) {
-        let _ = std::thread::spawn(|| {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async { clean_edge_nodes(&client().await).await });
-        })
-        .join();
+        in_drop(|client| async move { clean_edge_nodes(&client).await });
     }
 }
 
@@ -420,6 +367,21 @@ impl Drill {
             .create(&PostParams::default(), &es)
             .await
             .unwrap_or_else(|e| panic!("create EdgeService {name}: {e}"));
+    }
+
+    /// `cart`: 4 replicas over east and west with `Spillover` (no edge), serving from both.
+    pub async fn cart_on_aws(&self, failback: serde_json::Value) -> Sampler {
+        self.service(
+            "cart",
+            4,
+            &[EAST, WEST],
+            json!({"mode": "Spillover", "failback": failback}),
+        )
+        .await;
+        let sampler = self.sampler("cart").await;
+        self.serving_from_cloud(&sampler, "cart", &[("us-east-1", 2), ("us-west-2", 2)])
+            .await;
+        sampler
     }
 
     /// Waits until the service is Normal with `ready` pods per location and the cloud serving.
@@ -924,7 +886,7 @@ pub struct Expect<'a> {
     /// (cloud, edge) route weights.
     pub weights: (i32, i32),
     /// DNS targets; `None`: the addresses of the nodes running the ready edge pods.
-    pub dns: Option<Vec<&'a str>>,
+    pub dns: Option<&'a [&'a str]>,
 }
 
 impl Expect<'_> {
@@ -956,6 +918,17 @@ impl Expect<'_> {
             && dns_ok
     }
 }
+
+pub const EAST_LB: &str = REGIONS[0].3;
+pub const WEST_LB: &str = REGIONS[1].3;
+
+/// All in `us-west-2` (east lost or drained): 4 replicas, DNS on west's load balancer.
+pub const CART_ON_WEST: Expect<'static> = Expect {
+    phase: ServicePhase::Normal,
+    ready: &[("us-west-2", 4)],
+    weights: (100, 0),
+    dns: Some(&[WEST_LB]),
+};
 
 /// Waits until `expect` is seen (edge DNS targets checked against the nodes that run the
 /// ready edge pods at that moment).

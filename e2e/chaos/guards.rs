@@ -81,7 +81,7 @@ async fn scenario_4_a_region_flapping_every_2s_for_60s_fails_over_at_most_once()
             phase: ServicePhase::Normal,
             ready: &[("us-east-1", 1), ("us-west-2", 1)],
             weights: (100, 0),
-            dns: Some(vec![REGIONS[0].3, REGIONS[1].3]),
+            dns: Some(&[EAST_LB, WEST_LB]),
         },
     )
     .await;
@@ -229,17 +229,8 @@ async fn scenario_7_when_the_canaries_fail_too_nothing_fails_over() {
 async fn scenario_8_drain_is_a_planned_failover_and_back() {
     let _cluster = exclusive_cluster().await;
     let drill = Drill::new("chaos-drain", Options::default()).await;
-    drill
-        .service(
-            "cart",
-            4,
-            &[EAST, WEST],
-            json!({"mode": "Spillover", "failback": {"stabilizationSeconds": 5, "steps": [50, 100], "stepSeconds": 2}}),
-        )
-        .await;
-    let sampler = drill.sampler("cart").await;
-    drill
-        .serving_from_cloud(&sampler, "cart", &[("us-east-1", 2), ("us-west-2", 2)])
+    let sampler = drill
+        .cart_on_aws(json!({"stabilizationSeconds": 5, "steps": [50, 100], "stepSeconds": 2}))
         .await;
 
     let regions: Api<CloudRegion> = Api::all(drill.client.clone());
@@ -260,18 +251,12 @@ async fn scenario_8_drain_is_a_planned_failover_and_back() {
     };
     let drained = Instant::now();
     drain(true).await;
-    let west_lb = REGIONS[1].3;
     let moved = settle(
         &drill,
         &sampler,
         "cart moved to us-west-2",
         MINUTE,
-        &Expect {
-            phase: ServicePhase::Normal,
-            ready: &[("us-west-2", 4)],
-            weights: (100, 0),
-            dns: Some(vec![west_lb]),
-        },
+        &CART_ON_WEST,
     )
     .await;
     let samples = sampler.samples();
@@ -333,7 +318,7 @@ async fn scenario_8_drain_is_a_planned_failover_and_back() {
             phase: ServicePhase::Normal,
             ready: &[("us-east-1", 2), ("us-west-2", 2)],
             weights: (100, 0),
-            dns: Some(vec![REGIONS[0].3, west_lb]),
+            dns: Some(&[EAST_LB, WEST_LB]),
         },
     )
     .await;

@@ -22,19 +22,36 @@ fn has_event(events: &[(String, String, String)], type_: &str, reason: &str) -> 
     events.iter().any(|(t, r, _)| t == type_ && r == reason)
 }
 
-/// The service 2 × (east, west) that fails over to the edge with 50 % overprovisioning: 3
-/// edge replicas, at most 1 per node while the nodes are on probation.
-async fn shop_on_aws(drill: &Drill, failback: serde_json::Value) {
+/// The service `shop`, 2 × (east, west), that fails over to the edge with 50 %
+/// overprovisioning: 3 edge replicas, at most 1 per node while the nodes are on probation.
+async fn shop_on_aws(drill: &Drill) {
     drill
         .service(
             "shop",
             2,
             &[EAST, WEST],
             json!({"mode": "Failover",
-                   "edge": edge_of(drill, json!({"maxReplicas": 6, "overprovisionPercent": 50, "warmReplicas": 0})),
-                   "failback": failback}),
+                   "edge": edge_of(drill, json!({"maxReplicas": 6, "overprovisionPercent": 50, "warmReplicas": 0}))}),
         )
         .await;
+}
+
+/// A drill with `edge_nodes` registered and `shop` serving from the cloud, sampled.
+async fn shop_serving(prefix: &str, edge_nodes: &'static [&'static str]) -> (Drill, Sampler) {
+    let drill = Drill::new(
+        prefix,
+        Options {
+            edge_nodes,
+            ..Options::default()
+        },
+    )
+    .await;
+    shop_on_aws(&drill).await;
+    let sampler = drill.sampler("shop").await;
+    drill
+        .serving_from_cloud(&sampler, "shop", &[("us-east-1", 1), ("us-west-2", 1)])
+        .await;
+    (drill, sampler)
 }
 
 const ON_THE_EDGE: Expect<'static> = Expect {
@@ -87,32 +104,17 @@ async fn scenario_1_a_lost_region_spills_over_to_the_other_region_of_its_provide
     let _cluster = exclusive_cluster().await;
     let mut faults = Faults::default();
     let drill = Drill::new("chaos-spill", Options::default()).await;
-    drill
-        .service(
-            "cart",
-            4,
-            &[EAST, WEST],
-            json!({"mode": "Spillover", "failback": {"stabilizationSeconds": 10, "stepSeconds": 2}}),
-        )
-        .await;
-    let sampler = drill.sampler("cart").await;
-    drill
-        .serving_from_cloud(&sampler, "cart", &[("us-east-1", 2), ("us-west-2", 2)])
+    let sampler = drill
+        .cart_on_aws(json!({"stabilizationSeconds": 10, "stepSeconds": 2}))
         .await;
 
     let injected = faults.region_down(EAST);
-    let west_lb = REGIONS[1].3;
     let end = settle(
         &drill,
         &sampler,
         "cart served by us-west-2 alone",
         MINUTE,
-        &Expect {
-            phase: ServicePhase::Normal,
-            ready: &[("us-west-2", 4)],
-            weights: (100, 0),
-            dns: Some(vec![west_lb]),
-        },
+        &CART_ON_WEST,
     )
     .await;
     let samples = sampler.samples();
@@ -121,7 +123,7 @@ async fn scenario_1_a_lost_region_spills_over_to_the_other_region_of_its_provide
         injected,
         &[EAST],
         |s| s.ready_on("us-west-2") >= 4,
-        |s| s.dns == BTreeSet::from([west_lb.to_string()]) && s.cloud_endpoints.len() == 4,
+        |s| s.dns == BTreeSet::from([WEST_LB.to_string()]) && s.cloud_endpoints.len() == 4,
     );
     report("1 region lost, Spillover", &rto.line("us-west-2"));
 
@@ -161,19 +163,7 @@ async fn scenario_2_losing_a_provider_moves_replicas_and_traffic_to_verified_edg
     let client = client().await;
     let _clean = CleanEdgeNodes::now(&client).await;
     let mut faults = Faults::default();
-    let drill = Drill::new(
-        "chaos-provider",
-        Options {
-            edge_nodes: &EDGE_NODES,
-            ..Options::default()
-        },
-    )
-    .await;
-    shop_on_aws(&drill, json!({})).await;
-    let sampler = drill.sampler("shop").await;
-    drill
-        .serving_from_cloud(&sampler, "shop", &[("us-east-1", 1), ("us-west-2", 1)])
-        .await;
+    let (drill, sampler) = shop_serving("chaos-provider", &EDGE_NODES).await;
 
     let injected = faults.region_down(EAST);
     faults.region_down(WEST);
@@ -295,7 +285,7 @@ async fn scenario_3_recovery_fails_back_in_steps_after_the_soak_window_never_bel
             phase: ServicePhase::Normal,
             ready: &[("us-east-1", 1), ("us-west-2", 1), (ON_EDGE, 1)],
             weights: (100, 0),
-            dns: Some(vec![REGIONS[0].3, REGIONS[1].3]),
+            dns: Some(&[EAST_LB, WEST_LB]),
         },
     )
     .await;
@@ -406,19 +396,7 @@ async fn scenario_5_an_edge_node_lost_mid_failover_has_its_replicas_replaced_on_
     let client = client().await;
     let _clean = CleanEdgeNodes::now(&client).await;
     let mut faults = Faults::default();
-    let drill = Drill::new(
-        "chaos-edgeloss",
-        Options {
-            edge_nodes: &EDGE_NODES,
-            ..Options::default()
-        },
-    )
-    .await;
-    shop_on_aws(&drill, json!({})).await;
-    let sampler = drill.sampler("shop").await;
-    drill
-        .serving_from_cloud(&sampler, "shop", &[("us-east-1", 1), ("us-west-2", 1)])
-        .await;
+    let (drill, sampler) = shop_serving("chaos-edgeloss", &EDGE_NODES).await;
     let injected = faults.region_down(EAST);
     faults.region_down(WEST);
 
@@ -635,30 +613,8 @@ async fn scenario_6_the_operator_killed_mid_failover_reaches_the_same_end_state_
     // Two operators, each with its own namespace, copy of the service and three community
     // nodes (a node registered twice serves only while both registrations qualify): one runs
     // through the failover undisturbed, the other is SIGKILLed in the middle of it and restarted.
-    let calm = Drill::new(
-        "chaos-calm",
-        Options {
-            edge_nodes: &EDGE_NODES[..3],
-            ..Options::default()
-        },
-    )
-    .await;
-    let mut killed = Drill::new(
-        "chaos-killed",
-        Options {
-            edge_nodes: &EDGE_NODES[3..],
-            ..Options::default()
-        },
-    )
-    .await;
-    shop_on_aws(&calm, json!({})).await;
-    shop_on_aws(&killed, json!({})).await;
-    let calm_sampler = calm.sampler("shop").await;
-    let sampler = killed.sampler("shop").await;
-    for (d, s) in [(&calm, &calm_sampler), (&killed, &sampler)] {
-        d.serving_from_cloud(s, "shop", &[("us-east-1", 1), ("us-west-2", 1)])
-            .await;
-    }
+    let (calm, calm_sampler) = shop_serving("chaos-calm", &EDGE_NODES[..3]).await;
+    let (mut killed, sampler) = shop_serving("chaos-killed", &EDGE_NODES[3..]).await;
 
     let injected = faults.region_down(EAST);
     faults.region_down(WEST);

@@ -88,25 +88,8 @@ impl RegionDown {
 
 impl Drop for RegionDown {
     fn drop(&mut self) {
-        if !self.down {
-            return;
-        }
-        // No panic here: this may run while the test is already unwinding.
-        let injector = std::env::var("E2E_FAULTS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
-        match std::process::Command::new("bash")
-            .arg(&injector)
-            .args(["region-up", self.region])
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "region-up {} failed: {}",
-                self.region,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => eprintln!("region-up {}: {e}", self.region),
+        if self.down {
+            undo_fault(&["region-up", self.region]);
         }
     }
 }

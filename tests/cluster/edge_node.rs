@@ -143,60 +143,20 @@ struct NodeCleanup(Vec<&'static str>);
 impl NodeCleanup {
     async fn new(client: &Client, nodes: &[&'static str]) -> Self {
         for n in nodes {
-            clean_node(client, n).await;
+            unmark_edge_node(client, n).await;
         }
         NodeCleanup(nodes.to_vec())
-    }
-}
-
-async fn clean_node(client: &Client, name: &str) {
-    let api: Api<Node> = Api::all(client.clone());
-    for _ in 0..10 {
-        let Ok(node) = api.get(name).await else {
-            return;
-        };
-        let taints: Vec<_> = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| t.key != EDGE_LABEL)
-            .collect();
-        // The resourceVersion makes this a compare-and-swap of the taint list.
-        let patch = json!({
-            "metadata": {"resourceVersion": node.resource_version(),
-                         "labels": {EDGE_LABEL: null, VERIFIED_LABEL: null}},
-            "spec": {"taints": taints}
-        });
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => return,
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
     }
 }
 
 impl Drop for NodeCleanup {
     fn drop(&mut self) {
         let nodes = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let client = client().await;
-                for n in nodes {
-                    clean_node(&client, n).await;
-                }
-            });
-        })
-        .join();
+        in_drop(move |client| async move {
+            for n in nodes {
+                unmark_edge_node(&client, n).await;
+            }
+        });
     }
 }
 
@@ -454,14 +414,7 @@ struct EdgeNodeUp(&'static str);
 
 impl Drop for EdgeNodeUp {
     fn drop(&mut self) {
-        // Not `inject`: a second panic while unwinding would abort the test binary.
-        let injector = std::env::var("E2E_FAULTS")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
-        let _ = std::process::Command::new("bash")
-            .arg(injector)
-            .args(["edge-node-up", self.0])
-            .output();
+        undo_fault(&["edge-node-up", self.0]);
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -73,20 +73,76 @@ impl TestNamespace {
     }
 }
 
+/// Runs `cleanup` to completion from a `Drop`, even while the test panics: the test's
+/// runtime is finishing, so this uses a thread with a runtime and a client of its own.
+pub fn in_drop<F, Fut>(cleanup: F)
+where
+    F: FnOnce(Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move { cleanup(client().await).await });
+    })
+    .join();
+}
+
+/// Runs the fault injector from a `Drop` (e.g. `region-up` after a failed test): reports
+/// failures on stderr instead of panicking, which would abort the test binary while unwinding.
+pub fn undo_fault(args: &[&str]) {
+    let injector = injector();
+    match Command::new("bash").arg(&injector).args(args).output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => eprintln!("{args:?}: {e}"),
+    }
+}
+
+/// Takes edgeshift's labels (`edgeshift.io/edge`, `edgeshift.io/verified`) and its edge taint
+/// off a community Node, so the next test finds it as the cluster made it.
+pub async fn unmark_edge_node(client: &Client, name: &str) {
+    const EDGE: &str = "edgeshift.io/edge";
+    let api: Api<Node> = Api::all(client.clone());
+    for _ in 0..10 {
+        let Ok(node) = api.get(name).await else {
+            return;
+        };
+        let taints: Vec<_> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.key != EDGE)
+            .collect();
+        // The resourceVersion makes this a compare-and-swap of the taint list.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version,
+                         "labels": {EDGE: null, "edgeshift.io/verified": null}},
+            "spec": {"taints": taints}
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 impl Drop for TestNamespace {
-    /// Deletes the namespace even when the test panicked. The test's runtime is finishing,
-    /// so this uses a thread with a runtime and a client of its own.
+    /// Deletes the namespace (and the cluster-scoped objects labelled with it) even when the
+    /// test panicked.
     fn drop(&mut self) {
         let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let client = client().await;
+        in_drop(move |client| async move {
+            {
                 let api = Api::<Namespace>::all(client.clone());
                 let _ = api.delete(&name, &DeleteParams::background()).await;
                 // Cluster-scoped objects the test made carry its namespace as a label.
@@ -99,9 +155,8 @@ impl Drop for TestNamespace {
                 let _ = nodes
                     .delete_collection(&DeleteParams::background(), &owned)
                     .await;
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 
@@ -123,12 +178,17 @@ where
     }
 }
 
+/// The fault injector: `E2E_FAULTS`, else the local cluster's `e2e/cluster.sh`.
+fn injector() -> PathBuf {
+    std::env::var("E2E_FAULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"))
+}
+
 /// Runs the fault injector: `E2E_FAULTS` (default `e2e/cluster.sh`) with the given args,
 /// e.g. `region-down aws-us-east-1`. The kind injector in e2e/kind/ takes the same args.
 pub fn inject(args: &[&str]) {
-    let injector = std::env::var("E2E_FAULTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
+    let injector = injector();
     let out = Command::new("bash")
         .arg(&injector)
         .args(args)
@@ -209,9 +269,7 @@ pub async fn http_status(url: &str) -> Option<u16> {
 
 /// The health endpoint URL of a region, as the fault injector reports it.
 pub fn region_endpoint(region: &str) -> String {
-    let injector = std::env::var("E2E_FAULTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_dir().join("e2e/cluster.sh"));
+    let injector = injector();
     let out = Command::new("bash")
         .arg(&injector)
         .args(["endpoint", region])

@@ -144,16 +144,7 @@ async fn restore_edge_nodes(client: &Client) {
 
 impl Drop for EdgeNodesRestored {
     fn drop(&mut self) {
-        let _ = std::thread::spawn(|| {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async { restore_edge_nodes(&client().await).await });
-        })
-        .join();
+        in_drop(|client| async move { restore_edge_nodes(&client).await });
     }
 }
 
