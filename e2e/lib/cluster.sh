@@ -244,6 +244,49 @@ write_stages() {
     esac
     echo "---"
   done >"$STATE_DIR/kwok-stages.yaml"
+  # A kubelet that comes back re-reports its running pods Ready; KWOK has no stage for that,
+  # so pods the node lifecycle controller marked NotReady during a loss would stay NotReady.
+  cat >>"$STATE_DIR/kwok-stages.yaml" <<EOF
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-ready-again
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'In'
+      values:
+      - 'False'
+  delay:
+    durationMilliseconds: $POD_STAGE_DELAY_MS
+    jitterDurationMilliseconds: $POD_STAGE_JITTER_MS
+  next:
+    statusTemplate: |
+      {{ \$now := Now }}
+      conditions:
+      - lastProbeTime: null
+        lastTransitionTime: {{ \$now | Quote }}
+        message: ''
+        reason: ''
+        status: "True"
+        type: Ready
+      - lastProbeTime: null
+        lastTransitionTime: {{ \$now | Quote }}
+        message: ''
+        reason: ''
+        status: "True"
+        type: ContainersReady
+EOF
 }
 
 kwok_group_label=kwok.edgeshift.io/group
