@@ -147,6 +147,7 @@ pub async fn run(
     let (services, services_writer) = reflector::store::<Service>();
     let (traffic, traffic_streams) = traffic::observe(&client, &options.namespace);
 
+    let verdicts = options.metrics.clone();
     let region_stream = watcher(
         Api::<CloudRegion>::all(client.clone()),
         watcher::Config::default(),
@@ -155,7 +156,16 @@ pub async fn run(
     .reflect(regions_writer)
     .touched_objects()
     // Probe heartbeats do not concern EdgeServices; a new verdict or spec does.
-    .predicate_filter(region_verdict, Default::default());
+    .predicate_filter(region_verdict, Default::default())
+    .inspect(move |region| {
+        // The decision latency is timed from here when another process judged the region.
+        if let Ok(region) = region {
+            let phase = region.status.as_ref().and_then(|s| s.phase);
+            if let Some(phase) = phase {
+                verdicts.note_verdict(&region.name_any(), cloud_region::verdict_code(phase));
+            }
+        }
+    });
     let edge_stream = watcher(
         Api::<EdgeNode>::all(client.clone()),
         watcher::Config::default(),
