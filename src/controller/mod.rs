@@ -177,10 +177,19 @@ pub async fn run(
         namespaced::<Deployment>(&client, &options.namespace),
         managed.clone(),
     )
+    // Decisions read a child's labels, owners, applied-hash annotation, replicas and
+    // readiness; the pod template and managed fields would be most of the cache's memory.
+    .modify(|d: &mut Deployment| {
+        d.metadata.managed_fields = None;
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    })
     .default_backoff()
     .reflect(deployments_writer)
     .touched_objects();
     let service_stream = watcher(namespaced::<Service>(&client, &options.namespace), managed)
+        .modify(|s: &mut Service| s.metadata.managed_fields = None)
         .default_backoff()
         .reflect(services_writer)
         .touched_objects();
@@ -204,11 +213,17 @@ pub async fn run(
         failures: Mutex::new(HashMap::new()),
     });
 
-    let controller = Controller::new(
+    let (services_cache, services_cache_writer) = reflector::store::<EdgeService>();
+    let edge_services = watcher(
         namespaced::<EdgeService>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
+    .modify(|es: &mut EdgeService| es.metadata.managed_fields = None)
+    .default_backoff()
+    .reflect(services_cache_writer)
+    .applied_objects();
+    let controller = Controller::for_stream(edge_services, services_cache)
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
     let by_region = controller.store();
     let by_edge = controller.store();
     let controller = controller
