@@ -456,6 +456,8 @@ async fn write_status(
     Ok(())
 }
 
+/// Records an Event off the reconcile's path: the children and status writes that move the
+/// workload do not wait behind it (in a mass failover there are thousands).
 async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: &str, note: &str) {
     let event = Event {
         type_,
@@ -464,9 +466,13 @@ async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: 
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
-        warn!(error = %e, reason, "could not record an Event");
-    }
+    let recorder = ctx.recorder.clone();
+    let reference = es.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(error = %e, reason = %event.reason, "could not record an Event");
+        }
+    });
 }
 
 fn time_s(t: &Time) -> Time {
