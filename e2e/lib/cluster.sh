@@ -16,6 +16,17 @@ NODE_LEASE_SECONDS=${EDGESHIFT_NODE_LEASE_SECONDS:-8}
 NODE_GRACE_PERIOD=${EDGESHIFT_NODE_GRACE_PERIOD:-10s}
 KCM_QPS=${EDGESHIFT_KCM_QPS:-200}
 SCHEDULER_QPS=${EDGESHIFT_SCHEDULER_QPS:-200}
+# Opt-in settings for benchmarks (e2e/bench/); the defaults leave the test cluster as it is.
+# Pod IPs per node: KWOK takes them from the node's podCIDR, a /24 (~250 pods) by default.
+NODE_CIDR_MASK_SIZE=${EDGESHIFT_NODE_CIDR_MASK_SIZE:-24}
+# Extra community edge nodes edge-bench-1..N, all kept alive by one KWOK process.
+EXTRA_EDGE_NODES=${EDGESHIFT_EXTRA_EDGE_NODES:-0}
+# An audit policy file for the API server (log: logs/audit.log); none by default.
+AUDIT_POLICY=${EDGESHIFT_AUDIT_POLICY:-}
+# KWOK pod lifecycle: `general` simulates container start-up (1-6 s per stage), `fast` makes
+# a bound pod Ready at once; and how many pod stages each KWOK process plays at once.
+KWOK_POD_STAGES=${EDGESHIFT_KWOK_POD_STAGES:-general}
+KWOK_PARALLELISM=${EDGESHIFT_KWOK_PARALLELISM:-4}
 
 PKI=$STATE_DIR/pki
 LOGS=$STATE_DIR/logs
@@ -124,6 +135,7 @@ EOF
       echo "$(cat admin.token)-kcm,system:kube-controller-manager,kcm"
       echo "$(cat admin.token)-sched,system:kube-scheduler,sched"
       echo "$(cat admin.token)-kwok,kwok,kwok,system:masters"
+      echo "$(cat admin.token)-edgeshift,edgeshift,edgeshift,system:masters"
     } >tokens.csv
   ) || die "creating certificates in $PKI failed"
 }
@@ -165,6 +177,11 @@ start_etcd() {
 
 start_apiserver() {
   running kube-apiserver && return 0
+  local audit_args=()
+  if [ -n "$AUDIT_POLICY" ]; then
+    audit_args=(--audit-policy-file "$AUDIT_POLICY" --audit-log-path "$LOGS/audit.log"
+      --audit-log-format json --audit-log-mode batch --audit-log-maxsize 0)
+  fi
   require_port kube-apiserver 127.0.0.1 "$APISERVER_PORT"
   start_proc kube-apiserver "$KUBE_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -176,7 +193,7 @@ start_apiserver() {
     --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC \
     --endpoint-reconciler-type none --allow-privileged=true --profiling=false \
     --max-requests-inflight 1600 --max-mutating-requests-inflight 800 \
-    --cert-dir "$STATE_DIR/apiserver-certs"
+    --cert-dir "$STATE_DIR/apiserver-certs" "${audit_args[@]}"
   wait_for kube-apiserver 90 curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" \
     "https://127.0.0.1:$APISERVER_PORT/readyz" ||
     die "kube-apiserver did not become ready in 90s; see $LOGS/kube-apiserver.log"
@@ -190,7 +207,7 @@ start_controller_manager() {
     --authorization-kubeconfig "$STATE_DIR/kcm.kubeconfig" --secure-port 0 --leader-elect=false \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --use-service-account-credentials=true \
-    --allocate-node-cidrs=true --cluster-cidr 10.128.0.0/12 --node-cidr-mask-size 24 \
+    --allocate-node-cidrs=true --cluster-cidr 10.128.0.0/12 --node-cidr-mask-size "$NODE_CIDR_MASK_SIZE" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --node-monitor-period 1s --node-monitor-grace-period "$NODE_GRACE_PERIOD" \
     --kube-api-qps "$KCM_QPS" --kube-api-burst "$((KCM_QPS * 2))" \
@@ -221,14 +238,27 @@ write_stages() {
   kwok_src=$(cd "$REPO_DIR" && go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage
   [ -d "$kwok_src" ] || (cd "$(mktemp -d)" && go mod init tmp >/dev/null 2>&1 && go mod download "sigs.k8s.io/kwok@$KWOK_VERSION") ||
     die "cannot find KWOK's stage definitions (sigs.k8s.io/kwok@$KWOK_VERSION) in the Go module cache"
-  local f
-  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-    pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml \
-    pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml \
-    pod/general/pod-complete.yaml pod/general/pod-delete.yaml; do
-    cat "$kwok_src/$f"
-    echo "---"
-  done >"$STATE_DIR/kwok-stages.yaml"
+  local f pod_stages
+  case $KWOK_POD_STAGES in
+    general) pod_stages="pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml
+      pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml
+      pod/general/pod-complete.yaml pod/general/pod-delete.yaml" ;;
+    fast) pod_stages="pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml" ;;
+    *) die "EDGESHIFT_KWOK_POD_STAGES must be general or fast, not '$KWOK_POD_STAGES'" ;;
+  esac
+  {
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml $pod_stages; do
+      cat "$kwok_src/$f"
+      echo "---"
+    done
+    if [ "$KWOK_PARALLELISM" != 4 ]; then
+      printf '%s\n' 'apiVersion: config.kwok.x-k8s.io/v1alpha1' 'kind: KwokConfiguration' 'options:' \
+        "  podPlayStageParallelism: $KWOK_PARALLELISM" "  nodePlayStageParallelism: $KWOK_PARALLELISM" \
+        '  nodeLeaseParallelism: 4' '  podsOnNodeSyncParallelism: 1' '  cidr: 10.0.0.0/24' \
+        '  enablePodsOnNodeSyncListPager: true'  # a configuration file gets no defaults
+      echo "---"
+    fi
+  } >"$STATE_DIR/kwok-stages.yaml"
 }
 
 kwok_group_label=kwok.edgeshift.io/group
@@ -286,6 +316,7 @@ create_topology() {
       done
     done
     for n in $EDGE_NODES; do node_manifest "$n" "$n"; done
+    for n in $(extra_edge_nodes); do node_manifest "$n" edge-bench; done
   } >"$STATE_DIR/nodes.yaml"
   k apply -f "$STATE_DIR/nodes.yaml" >/dev/null || die "creating the nodes failed"
 }
@@ -298,7 +329,13 @@ install_traffic_crds() {
   done
 }
 
-all_groups() { region_names; printf '%s\n' $EDGE_NODES; }
+extra_edge_nodes() { [ "$EXTRA_EDGE_NODES" -gt 0 ] && seq -f 'edge-bench-%g' 1 "$EXTRA_EDGE_NODES" || true; }
+
+all_groups() {
+  region_names
+  printf '%s\n' $EDGE_NODES
+  [ "$EXTRA_EDGE_NODES" -gt 0 ] && echo edge-bench || true
+}
 
 cmd_up() {
   local start=$SECONDS g
@@ -313,6 +350,7 @@ cmd_up() {
   make_pki
   write_kubeconfig "$KUBECONFIG_FILE" "$(cat "$ADMIN_TOKEN_FILE")"
   write_kubeconfig "$STATE_DIR/kwok.kubeconfig" "$(cat "$ADMIN_TOKEN_FILE")-kwok"
+  write_kubeconfig "$STATE_DIR/edgeshift.kubeconfig" "$(cat "$ADMIN_TOKEN_FILE")-edgeshift"
   say "starting etcd $ETCD_VERSION and kube-apiserver $K8S_VERSION on https://127.0.0.1:$APISERVER_PORT"
   start_etcd
   start_apiserver
@@ -323,7 +361,7 @@ cmd_up() {
   for g in $(region_names); do start_health_endpoint "$g"; done
   create_topology
   install_traffic_crds
-  wait_for "12 Ready nodes" 90 nodes_all_ready || die "nodes did not all become Ready in 90s; see $LOGS/kwok-*.log and $LOGS/kube-controller-manager.log"
+  wait_for "all nodes Ready" 90 nodes_all_ready || die "nodes did not all become Ready in 90s; see $LOGS/kwok-*.log and $LOGS/kube-controller-manager.log"
   wait_for "default service account" 60 k get serviceaccount default -n default ||
     die "the default ServiceAccount was not created in 60s; see $LOGS/kube-controller-manager.log"
   say "cluster up in $((SECONDS - start))s; kubeconfig: $KUBECONFIG_FILE"
@@ -332,7 +370,7 @@ cmd_up() {
 
 nodes_all_ready() {
   local want
-  want=$(( $(region_names | wc -l) * 2 + $(echo "$EDGE_NODES" | wc -w) ))
+  want=$(( $(region_names | wc -l) * 2 + $(echo "$EDGE_NODES" | wc -w) + EXTRA_EDGE_NODES ))
   [ "$(k get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')" -ge "$want" ]
 }
 
