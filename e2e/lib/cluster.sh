@@ -180,7 +180,7 @@ start_apiserver() {
   local audit_args=()
   if [ -n "$AUDIT_POLICY" ]; then
     audit_args=(--audit-policy-file "$AUDIT_POLICY" --audit-log-path "$LOGS/audit.log"
-      --audit-log-format json --audit-log-mode batch --audit-log-maxsize 0)
+      --audit-log-format json --audit-log-mode blocking --audit-log-maxsize 0)
   fi
   require_port kube-apiserver 127.0.0.1 "$APISERVER_PORT"
   start_proc kube-apiserver "$KUBE_BIN/kube-apiserver" \
