@@ -47,7 +47,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             namespace: None,
-            concurrency: 16,
+            concurrency: 64,
             resync: Duration::from_secs(300),
             leadership: Leadership::always(),
             metrics: Arc::new(Metrics::new()),
