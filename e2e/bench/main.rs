@@ -78,9 +78,25 @@ struct Bench {
     operator_extra: Vec<String>,
     operator: std::sync::Mutex<Option<Child>>,
     started: Instant,
+    /// Runs at 10,000 EdgeServices and more (each takes minutes on a small machine).
+    large_runs: usize,
+    /// Past this, no new measurement starts and the table is printed with what was measured.
+    deadline: Option<Instant>,
 }
 
 impl Bench {
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// `limit`, or less when the deadline comes first.
+    fn within_deadline(&self, limit: Duration) -> Duration {
+        match self.deadline {
+            Some(d) => limit.min(d.saturating_duration_since(Instant::now())),
+            None => limit,
+        }
+    }
+
     fn lost(&self) -> Vec<&Region> {
         self.regions
             .iter()
@@ -1001,7 +1017,7 @@ async fn mass(
         .buffer_unordered(32)
         .try_collect::<Vec<()>>()
         .await?;
-    wait_settled(b, view, scale, Duration::from_secs(1800)).await?;
+    wait_settled(b, view, scale, b.within_deadline(Duration::from_secs(3600))).await?;
     out.setup_seconds = t.elapsed().as_secs_f64();
     b.say(&format!(
         "  {scale} EdgeServices settled in {:.0}s",
@@ -1030,7 +1046,16 @@ async fn mass(
 
     let lost: BTreeSet<String> = b.lost().iter().map(|r| r.name.clone()).collect();
     let regions: Api<CloudRegion> = Api::all(b.client.clone());
-    for run in 0..b.runs {
+    let runs = if scale >= 10_000 {
+        b.large_runs
+    } else {
+        b.runs
+    };
+    for run in 0..runs {
+        if b.past_deadline() {
+            b.say(&format!("mass {scale}: deadline reached after {run} runs"));
+            break;
+        }
         let affected: BTreeMap<String, i32> = view
             .services
             .state()
@@ -1139,8 +1164,10 @@ async fn mass(
         }
         b.provider_up()?;
         wait_recovered(b).await?;
-        wait_settled(b, view, scale, Duration::from_secs(1800)).await?;
-        b.say("  failed back; every EdgeService settled");
+        if run + 1 < runs {
+            wait_settled(b, view, scale, b.within_deadline(Duration::from_secs(1800))).await?;
+            b.say("  failed back; every EdgeService settled");
+        }
     }
     Ok(out)
 }
@@ -1290,8 +1317,8 @@ async fn main_async() -> Res<()> {
         lost_provider: env_or("BENCH_LOST_PROVIDER", "aws"),
         rto_replicas: env_num("BENCH_RTO_REPLICAS", 6),
         steady_seconds: env_num("BENCH_STEADY_SECONDS", 300u64),
-        api_qps: env_or("BENCH_KUBE_API_QPS", "200"),
-        api_burst: env_or("BENCH_KUBE_API_BURST", "400"),
+        api_qps: env_or("BENCH_KUBE_API_QPS", "800"),
+        api_burst: env_or("BENCH_KUBE_API_BURST", "1600"),
         metrics_port: env_num("BENCH_METRICS_PORT", 28090u16),
         audit_log: PathBuf::from(env_or(
             "BENCH_AUDIT_LOG",
@@ -1304,6 +1331,11 @@ async fn main_async() -> Res<()> {
             .collect(),
         operator: std::sync::Mutex::new(None),
         started,
+        large_runs: env_num("BENCH_LARGE_RUNS", env_num("BENCH_RUNS", 3usize)).max(1),
+        deadline: env_num("BENCH_DEADLINE_MINUTES", 0u64)
+            .checked_mul(60)
+            .filter(|s| *s > 0)
+            .map(|s| started + Duration::from_secs(s)),
     };
     let phases = env_or("BENCH_PHASES", "rto,mass");
     install(&b).await?;
@@ -1544,8 +1576,9 @@ async fn main_async() -> Res<()> {
         at_most(3.0),
     ));
     let header = format!(
-        "edgeshift benchmark: runs {}, scales {:?}, lost provider {}, operator --kube-api-qps {} --kube-api-burst {}, took {:.0} min",
-        b.runs, b.scales, b.lost_provider, b.api_qps, b.api_burst, started.elapsed().as_secs_f64() / 60.0
+        "edgeshift benchmark: runs {} ({} at >= 10,000), scales {:?}, lost provider {}, operator --kube-api-qps {} --kube-api-burst {} {}, took {:.0} min",
+        b.runs, b.large_runs, b.scales, b.lost_provider, b.api_qps, b.api_burst, b.operator_extra.join(" "),
+        started.elapsed().as_secs_f64() / 60.0
     );
     print_table(&rows, &header);
     if !steady.by_agent.is_empty() {
