@@ -28,7 +28,7 @@ test: lint unit ## everything CI runs: fmt, clippy, unit tests, then cluster tes
 	  if [ $$status -ne 0 ]; then echo "cluster tests failed (component logs: target/e2e/logs)"; fi; \
 	  exit $$status
 
-bench: ## benchmarks on a dedicated cluster of their own (not part of test; up to ~30 min): one table
+bench: ## benchmarks vs native Kubernetes on a cluster of their own (not part of test; ~1 h on 2 cores): one table
 	e2e/bench/run.sh
 
 lint: fmt-check clippy
