@@ -12,7 +12,7 @@ HELM ?= $(shell bash -c '. e2e/lib/common.sh; [ -x "$$HELM_BIN" ] && echo "$$HEL
 # Where `make manifests` writes (the packaging cluster test renders elsewhere to compare).
 MANIFESTS_OUT ?= manifests/install.yaml
 
-.PHONY: help demo test lint fmt-check clippy unit e2e-tests chaos crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
+.PHONY: help demo test bench lint fmt-check clippy unit e2e-tests chaos crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: lint unit ## everything CI runs: fmt, clippy, unit tests, then cluster tes
 	  if [ $$status -ne 0 ]; then echo "cluster tests failed (component logs: target/e2e/logs)"; fi; \
 	  exit $$status
 
+bench: ## benchmarks vs native Kubernetes on a cluster of their own (not part of test; ~1 h on 2 cores): one table
+	e2e/bench/run.sh
+
 lint: fmt-check clippy
 
 fmt-check: ## rustfmt check
@@ -37,7 +40,7 @@ clippy: ## clippy, warnings are errors
 	cargo clippy --all-targets --all-features -- -D warnings
 
 unit: ## unit and property tests (no cluster)
-	cargo test --features e2e --lib --bins
+	cargo test --features e2e --lib --bins --test bench-stats
 
 crds: ## regenerate crds/, the chart's copies and manifests/install.yaml from the Rust types
 	EDGESHIFT_UPDATE_CRDS=1 cargo test --features e2e --lib crds_are_up_to_date

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use edgeshift::runtime::leader::{self, Leadership, LeaseOptions};
 use edgeshift::runtime::metrics::Metrics;
+use edgeshift::runtime::rate_limit::RateLimitLayer;
 use edgeshift::runtime::server;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -78,8 +79,9 @@ struct RunArgs {
     /// Watch EdgeServices in this namespace only (default: all namespaces).
     #[arg(long, env = "EDGESHIFT_NAMESPACE")]
     namespace: Option<String>,
-    /// EdgeServices reconciled at once.
-    #[arg(long, default_value_t = 16)]
+    /// EdgeServices reconciled at once. Each reconcile waits on its writes one after the
+    /// other, so a mass failover is bounded by this times the API server's latency.
+    #[arg(long, default_value_t = 64)]
     concurrency: u16,
     /// Seconds between read-only re-checks of a steady EdgeService.
     #[arg(long, default_value_t = 300)]
@@ -116,7 +118,20 @@ struct RunArgs {
     /// Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:8080); off when unset.
     #[arg(long, value_name = "ADDR")]
     metrics_bind_address: Option<std::net::SocketAddr>,
+    /// Requests per second to the API server (all requests, as client-go counts them); 0 turns
+    /// the limit off.
+    #[arg(long, default_value_t = DEFAULT_KUBE_API_QPS)]
+    kube_api_qps: u32,
+    /// Requests allowed at once above the steady rate (at least --kube-api-qps).
+    #[arg(long, default_value_t = DEFAULT_KUBE_API_BURST)]
+    kube_api_burst: u32,
 }
+
+/// The default client rate limit: about 70 % of the write ceiling `make bench` measured on
+/// a small API server (~1,100 patches/s on 2 cores), so a mass failover may use most of it but
+/// never all (see e2e/bench/README.md).
+const DEFAULT_KUBE_API_QPS: u32 = 800;
+const DEFAULT_KUBE_API_BURST: u32 = 1600;
 
 type Shutdown =
     futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>>;
@@ -158,6 +173,14 @@ where
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, String> {
+    client_limited(kubeconfig, None).await
+}
+
+/// A client whose requests pass the rate limit `quota` (none when `None`).
+async fn client_limited(
+    kubeconfig: Option<&PathBuf>,
+    quota: Option<governor::Quota>,
+) -> Result<Client, String> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
@@ -169,7 +192,13 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, String> {
             .await
             .map_err(|e| format!("no Kubernetes configuration found ($KUBECONFIG, ~/.kube/config or in-cluster): {e}"))?,
     };
-    Client::try_from(config).map_err(|e| format!("creating the Kubernetes client: {e}"))
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("creating the Kubernetes client: {e}"))?
+        .with_layer(&edgeshift::runtime::rate_limit::user_agent_layer());
+    Ok(match quota {
+        Some(quota) => builder.with_layer(&RateLimitLayer::new(quota)).build(),
+        None => builder.build(),
+    })
 }
 
 async fn shutdown_signal() {
@@ -188,7 +217,8 @@ async fn shutdown_signal() {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let quota = edgeshift::runtime::rate_limit::quota(args.kube_api_qps, args.kube_api_burst);
+    let client = client_limited(args.kubeconfig.as_ref(), quota).await?;
     // One signal stops every controller.
     let shutdown: Shutdown = futures::FutureExt::shared(Box::pin(async {
         shutdown_signal().await;
@@ -208,7 +238,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
             duration_seconds: args.lease_duration_seconds,
             grace_seconds: (args.lease_duration_seconds / 3).max(1),
         };
-        let (leadership, task) = leader::elect(client.clone(), options, shutdown.clone()).await?;
+        // The Lease has a client (and connection) of its own: a renewal must never queue
+        // behind a mass failover's writes in the rate limit, or the leader would lose it.
+        let lease_client = client_limited(args.kubeconfig.as_ref(), None).await?;
+        let (leadership, task) = leader::elect(lease_client, options, shutdown.clone()).await?;
         (leadership, Some(task))
     } else {
         (Leadership::always(), None)

@@ -21,6 +21,17 @@ SCHEDULER_QPS=${EDGESHIFT_SCHEDULER_QPS:-200}
 # (KWOK's own "general" profile waits 1-5 s per stage, 2-10 s a pod; 0 and 0: Ready at once.)
 POD_STAGE_DELAY_MS=${EDGESHIFT_POD_STAGE_DELAY_MS:-500}
 POD_STAGE_JITTER_MS=${EDGESHIFT_POD_STAGE_JITTER_MS:-1500}
+# Opt-in settings for benchmarks (e2e/bench/); the defaults leave the test cluster as it is.
+# Pod IPs per node: KWOK takes them from the node's podCIDR, a /24 (~250 pods) by default.
+NODE_CIDR_MASK_SIZE=${EDGESHIFT_NODE_CIDR_MASK_SIZE:-24}
+# Extra community edge nodes edge-bench-1..N, all kept alive by one KWOK process.
+EXTRA_EDGE_NODES=${EDGESHIFT_EXTRA_EDGE_NODES:-0}
+# An audit policy file for the API server (log: logs/audit.log); none by default.
+AUDIT_POLICY=${EDGESHIFT_AUDIT_POLICY:-}
+# KWOK pod lifecycle: `general` simulates container start-up (1-6 s per stage), `fast` makes
+# a bound pod Ready at once; and how many pod stages each KWOK process plays at once.
+KWOK_POD_STAGES=${EDGESHIFT_KWOK_POD_STAGES:-general}
+KWOK_PARALLELISM=${EDGESHIFT_KWOK_PARALLELISM:-4}
 
 PKI=$STATE_DIR/pki
 LOGS=$STATE_DIR/logs
@@ -129,6 +140,7 @@ EOF
       echo "$(cat admin.token)-kcm,system:kube-controller-manager,kcm"
       echo "$(cat admin.token)-sched,system:kube-scheduler,sched"
       echo "$(cat admin.token)-kwok,kwok,kwok,system:masters"
+      echo "$(cat admin.token)-edgeshift,edgeshift,edgeshift,system:masters"
     } >tokens.csv
   ) || die "creating certificates in $PKI failed"
 }
@@ -170,6 +182,11 @@ start_etcd() {
 
 start_apiserver() {
   running kube-apiserver && return 0
+  local audit_args=()
+  if [ -n "$AUDIT_POLICY" ]; then
+    audit_args=(--audit-policy-file "$AUDIT_POLICY" --audit-log-path "$LOGS/audit.log"
+      --audit-log-format json --audit-log-mode blocking --audit-log-maxsize 0)
+  fi
   require_port kube-apiserver 127.0.0.1 "$APISERVER_PORT"
   start_proc kube-apiserver "$KUBE_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -181,7 +198,7 @@ start_apiserver() {
     --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC \
     --endpoint-reconciler-type none --allow-privileged=true --profiling=false \
     --max-requests-inflight 1600 --max-mutating-requests-inflight 800 \
-    --cert-dir "$STATE_DIR/apiserver-certs"
+    --cert-dir "$STATE_DIR/apiserver-certs" "${audit_args[@]}"
   wait_for kube-apiserver 90 curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" \
     "https://127.0.0.1:$APISERVER_PORT/readyz" ||
     die "kube-apiserver did not become ready in 90s; see $LOGS/kube-apiserver.log"
@@ -195,7 +212,7 @@ start_controller_manager() {
     --authorization-kubeconfig "$STATE_DIR/kcm.kubeconfig" --secure-port 0 --leader-elect=false \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --use-service-account-credentials=true \
-    --allocate-node-cidrs=true --cluster-cidr 10.128.0.0/12 --node-cidr-mask-size 24 \
+    --allocate-node-cidrs=true --cluster-cidr 10.128.0.0/12 --node-cidr-mask-size "$NODE_CIDR_MASK_SIZE" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --node-monitor-period 1s --node-monitor-grace-period "$NODE_GRACE_PERIOD" \
     --kube-api-qps "$KCM_QPS" --kube-api-burst "$((KCM_QPS * 2))" \
@@ -226,27 +243,32 @@ write_stages() {
   kwok_src=$(cd "$REPO_DIR" && go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage
   [ -d "$kwok_src" ] || (cd "$(mktemp -d)" && go mod init tmp >/dev/null 2>&1 && go mod download "sigs.k8s.io/kwok@$KWOK_VERSION") ||
     die "cannot find KWOK's stage definitions (sigs.k8s.io/kwok@$KWOK_VERSION) in the Go module cache"
-  local f
-  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-    pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml \
-    pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml \
-    pod/general/pod-complete.yaml pod/general/pod-delete.yaml; do
-    case $f in
-      pod/general/pod-complete.yaml | pod/general/pod-delete.yaml) cat "$kwok_src/$f" ;;
-      pod/*) sed -e "s/^    durationMilliseconds: 1000\$/    durationMilliseconds: $POD_STAGE_DELAY_MS/" \
-        -e "s/^    jitterDurationMilliseconds: 5000\$/    jitterDurationMilliseconds: $POD_STAGE_JITTER_MS/" "$kwok_src/$f" ;;
-      # KWOK's node-initialize (run again when a restarted KWOK finds its node NotReady) writes
-      # an empty `addresses:` when the node has an InternalIP but no Hostname address, which
-      # ours never get: restarted nodes lost their address. Only add a missing InternalIP.
-      node/fast/node-initialize.yaml) sed -e 's/^      {{ if or (not $hasInternalIP) (not $hasHostname) }}$/      {{ if not $hasInternalIP }}/' \
-        -e 's/^      {{ if not $hasHostname }}$/      {{ if false }}/' "$kwok_src/$f" ;;
-      *) cat "$kwok_src/$f" ;;
-    esac
-    echo "---"
-  done >"$STATE_DIR/kwok-stages.yaml"
-  # A kubelet that comes back re-reports its running pods Ready; KWOK has no stage for that,
-  # so pods the node lifecycle controller marked NotReady during a loss would stay NotReady.
-  cat >>"$STATE_DIR/kwok-stages.yaml" <<EOF
+  local f pod_stages
+  case $KWOK_POD_STAGES in
+    general) pod_stages="pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml
+      pod/general/pod-init-container-completed.yaml pod/general/pod-ready.yaml
+      pod/general/pod-complete.yaml pod/general/pod-delete.yaml" ;;
+    fast) pod_stages="pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml" ;;
+    *) die "EDGESHIFT_KWOK_POD_STAGES must be general or fast, not '$KWOK_POD_STAGES'" ;;
+  esac
+  {
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml $pod_stages; do
+      case $f in
+        pod/general/pod-complete.yaml | pod/general/pod-delete.yaml) cat "$kwok_src/$f" ;;
+        pod/general/*) sed -e "s/^    durationMilliseconds: 1000\$/    durationMilliseconds: $POD_STAGE_DELAY_MS/" \
+          -e "s/^    jitterDurationMilliseconds: 5000\$/    jitterDurationMilliseconds: $POD_STAGE_JITTER_MS/" "$kwok_src/$f" ;;
+        # KWOK's node-initialize (run again when a restarted KWOK finds its node NotReady) writes
+        # an empty `addresses:` when the node has an InternalIP but no Hostname address, which
+        # ours never get: restarted nodes lost their address. Only add a missing InternalIP.
+        node/fast/node-initialize.yaml) sed -e 's/^      {{ if or (not $hasInternalIP) (not $hasHostname) }}$/      {{ if not $hasInternalIP }}/' \
+          -e 's/^      {{ if not $hasHostname }}$/      {{ if false }}/' "$kwok_src/$f" ;;
+        *) cat "$kwok_src/$f" ;;
+      esac
+      echo "---"
+    done
+    # A kubelet that comes back re-reports its running pods Ready; KWOK has no stage for that,
+    # so pods the node lifecycle controller marked NotReady during a loss would stay NotReady.
+    cat <<EOF
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
@@ -286,19 +308,27 @@ spec:
         reason: ''
         status: "True"
         type: ContainersReady
+---
 EOF
+    if [ "$KWOK_PARALLELISM" != 4 ]; then
+      printf '%s\n' 'apiVersion: config.kwok.x-k8s.io/v1alpha1' 'kind: KwokConfiguration' 'options:' \
+        "  podPlayStageParallelism: $KWOK_PARALLELISM" "  nodePlayStageParallelism: $KWOK_PARALLELISM" \
+        '  nodeLeaseParallelism: 4' '  podsOnNodeSyncParallelism: 1' '  cidr: 10.0.0.0/24' \
+        '  enablePodsOnNodeSyncListPager: true'  # a configuration file gets no defaults
+      echo "---"
+    fi
+  } >"$STATE_DIR/kwok-stages.yaml"
 }
 
 kwok_group_label=kwok.edgeshift.io/group
 
-# Each KWOK process hands out pod IPs from a /16 of its own (10.<n>.0.0/16, n = the group's
-# position), so no two pods share an IP. Region nodes get the InternalIP 10.255.<n>.1; an
-# edge node edge-N gets 192.0.2.N (TEST-NET-1), the address DNS records point at when
-# traffic moves to it.
+# Region nodes get the InternalIP 10.255.<n>.1 (n: the group's position); an edge node edge-N
+# gets 192.0.2.N (TEST-NET-1), the address DNS records point at when traffic moves to it.
+# (Pod IPs come from each node's podCIDR, allocated by the controller-manager.)
 group_index() { all_groups | grep -nx -- "$1" | cut -d: -f1; }
 group_node_ip() { # <group>
   case $1 in
-    edge-*) echo "192.0.2.${1#edge-}" ;;
+    edge-[0-9]*) echo "192.0.2.${1#edge-}" ;;
     *) echo "10.255.$(group_index "$1").1" ;;
   esac
 }
@@ -310,7 +340,7 @@ start_kwok() { # <group>: the KWOK controller that keeps this group's nodes (and
     --config "$STATE_DIR/kwok-stages.yaml" \
     --manage-nodes-with-label-selector "$kwok_group_label=$group" \
     --node-lease-duration-seconds "$NODE_LEASE_SECONDS" \
-    --node-ip "$(group_node_ip "$group")" --cidr "10.$(group_index "$group").0.0/16"
+    --node-ip "$(group_node_ip "$group")"
 }
 
 start_health_endpoint() { # <region>
@@ -357,6 +387,7 @@ create_topology() {
       done
     done
     for n in $EDGE_NODES; do node_manifest "$n" "$n"; done
+    for n in $(extra_edge_nodes); do node_manifest "$n" edge-bench; done
   } >"$STATE_DIR/nodes.yaml"
   k apply -f "$STATE_DIR/nodes.yaml" >/dev/null || die "creating the nodes failed"
 }
@@ -369,7 +400,13 @@ install_traffic_crds() {
   done
 }
 
-all_groups() { region_names; printf '%s\n' $EDGE_NODES; }
+extra_edge_nodes() { [ "$EXTRA_EDGE_NODES" -gt 0 ] && seq -f 'edge-bench-%g' 1 "$EXTRA_EDGE_NODES" || true; }
+
+all_groups() {
+  region_names
+  printf '%s\n' $EDGE_NODES
+  [ "$EXTRA_EDGE_NODES" -gt 0 ] && echo edge-bench || true
+}
 
 cmd_up() {
   local start=$SECONDS g
@@ -384,6 +421,7 @@ cmd_up() {
   make_pki
   write_kubeconfig "$KUBECONFIG_FILE" "$(cat "$ADMIN_TOKEN_FILE")"
   write_kubeconfig "$STATE_DIR/kwok.kubeconfig" "$(cat "$ADMIN_TOKEN_FILE")-kwok"
+  write_kubeconfig "$STATE_DIR/edgeshift.kubeconfig" "$(cat "$ADMIN_TOKEN_FILE")-edgeshift"
   say "starting etcd $ETCD_VERSION and kube-apiserver $K8S_VERSION on https://127.0.0.1:$APISERVER_PORT"
   start_etcd
   start_apiserver
@@ -394,7 +432,7 @@ cmd_up() {
   for g in $(region_names); do start_health_endpoint "$g"; done
   create_topology
   install_traffic_crds
-  wait_for "12 Ready nodes" 90 nodes_all_ready || die "nodes did not all become Ready in 90s; see $LOGS/kwok-*.log and $LOGS/kube-controller-manager.log"
+  wait_for "all nodes Ready" 90 nodes_all_ready || die "nodes did not all become Ready in 90s; see $LOGS/kwok-*.log and $LOGS/kube-controller-manager.log"
   wait_for "default service account" 60 k get serviceaccount default -n default ||
     die "the default ServiceAccount was not created in 60s; see $LOGS/kube-controller-manager.log"
   say "cluster up in $((SECONDS - start))s; kubeconfig: $KUBECONFIG_FILE"
@@ -403,7 +441,7 @@ cmd_up() {
 
 nodes_all_ready() {
   local want
-  want=$(( $(region_names | wc -l) * 2 + $(echo "$EDGE_NODES" | wc -w) ))
+  want=$(( $(region_names | wc -l) * 2 + $(echo "$EDGE_NODES" | wc -w) + EXTRA_EDGE_NODES ))
   [ "$(k get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$')" -ge "$want" ]
 }
 

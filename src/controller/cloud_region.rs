@@ -245,18 +245,23 @@ impl Seen {
     }
 }
 
+/// A verdict as the `region_verdict` gauge reports it.
+pub fn verdict_code(phase: RegionPhase) -> i64 {
+    match phase {
+        RegionPhase::Healthy => 0,
+        RegionPhase::Degraded => 1,
+        RegionPhase::Down => 2,
+        RegionPhase::Unknown => 3,
+    }
+}
+
 impl Shared {
     fn seen(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Seen>> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn record_metrics(&self, name: &str, provider: &str, report: &RoundReport, phase: RegionPhase) {
-        let verdict = match phase {
-            RegionPhase::Healthy => 0,
-            RegionPhase::Degraded => 1,
-            RegionPhase::Down => 2,
-            RegionPhase::Unknown => 3,
-        };
+        let verdict = verdict_code(phase);
         self.metrics
             .region_verdict
             .get_or_create(&RegionLabels {
@@ -264,6 +269,7 @@ impl Shared {
                 provider: provider.to_string(),
             })
             .set(verdict);
+        self.metrics.note_verdict(name, verdict);
         for probe in &report.probes {
             self.metrics
                 .probe_latency

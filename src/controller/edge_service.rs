@@ -2,7 +2,7 @@
 //! Events. Writes happen only when something differs from what the cluster already holds.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -58,42 +58,45 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
     let input = plan_input(&es, &ctx, &refused, now);
     let plan = planner::plan(&input);
 
-    let traffic_report = match apply_children(&es, &ctx, &namespace, &plan, &input.observed).await {
-        Ok(report) => report,
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 || status.code == 400 => {
-            // The spec passed the CRD schema but Kubernetes refuses what it makes (e.g. an
-            // invalid container in the template): say so and wait for the spec to change.
-            let message = format!(
-                "Kubernetes refused a child built from this spec: {}",
-                status.message
-            );
-            warn!(edgeservice = %oref, %message, "unusable spec");
-            let mut status_now = es.status.clone().unwrap_or_default();
-            let changed = conditions::set_condition(
-                &mut status_now.conditions,
-                conditions::READY,
-                ConditionStatus::False,
-                REASON_INVALID_SPEC,
-                &message,
-                es.metadata.generation,
-                seconds(now),
-            );
-            if changed {
-                write_status(&ctx, &es, &namespace, &status_now).await?;
-                publish(
-                    &ctx,
-                    &es,
-                    KubeEventType::Warning,
+    let (traffic_report, first_write) =
+        match apply_children(&es, &ctx, &namespace, &plan, &input.observed).await {
+            Ok(applied) => applied,
+            Err(Error::Kube(kube::Error::Api(status)))
+                if status.code == 422 || status.code == 400 =>
+            {
+                // The spec passed the CRD schema but Kubernetes refuses what it makes (e.g. an
+                // invalid container in the template): say so and wait for the spec to change.
+                let message = format!(
+                    "Kubernetes refused a child built from this spec: {}",
+                    status.message
+                );
+                warn!(edgeservice = %oref, %message, "unusable spec");
+                let mut status_now = es.status.clone().unwrap_or_default();
+                let changed = conditions::set_condition(
+                    &mut status_now.conditions,
+                    conditions::READY,
+                    ConditionStatus::False,
                     REASON_INVALID_SPEC,
                     &message,
-                )
-                .await;
+                    es.metadata.generation,
+                    seconds(now),
+                );
+                if changed {
+                    write_status(&ctx, &es, &namespace, &status_now).await?;
+                    publish(
+                        &ctx,
+                        &es,
+                        KubeEventType::Warning,
+                        REASON_INVALID_SPEC,
+                        &message,
+                    )
+                    .await;
+                }
+                ctx.reset_backoff(&oref);
+                return Ok(Action::await_change());
             }
-            ctx.reset_backoff(&oref);
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e),
-    };
+            Err(e) => return Err(e),
+        };
 
     let mut new_status = status_from_plan(&input, &plan, es.status.as_ref());
     traffic::set_condition(
@@ -111,7 +114,7 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
             "status changed"
         );
         write_status(&ctx, &es, &namespace, &new_status).await?;
-        record_metrics(&ctx, &es, es.status.as_ref(), &new_status);
+        record_metrics(&ctx, &es, es.status.as_ref(), &new_status, first_write);
     }
     if let Some(message) = &secrets_refused {
         publish(
@@ -137,12 +140,14 @@ async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Act
     Ok(Action::requeue(next_check(&plan, &ctx)))
 }
 
-/// Replicas per target, and a failover's start and duration, when the status records them.
+/// Replicas per target, and a failover's start and duration, when the status records them;
+/// the decision latency from the lost regions' verdict to this reconcile's first child write.
 fn record_metrics(
     ctx: &Context,
     es: &EdgeService,
     old: Option<&EdgeServiceStatus>,
     new: &EdgeServiceStatus,
+    first_write: Option<Instant>,
 ) {
     let metrics = &ctx.options.metrics;
     for t in &new.targets {
@@ -169,8 +174,13 @@ fn record_metrics(
                 from: record.from.join(","),
             })
             .inc();
-        if let Some(ms) = record.decision_millis {
-            metrics.decision_latency.observe(ms as f64 / 1000.0);
+        // status.lastFailover.decisionMillis has the API's one-second resolution; this is
+        // timed in-process, from when this process saw the verdict change.
+        let verdict = metrics.verdict_changed_at(record.from.iter().map(String::as_str));
+        if let (Some(verdict), Some(write)) = (verdict, first_write) {
+            metrics
+                .decision_latency
+                .observe(write.saturating_duration_since(verdict).as_secs_f64());
         }
     }
     let newly_ready = record.edge_ready_millis.is_some()
@@ -342,7 +352,7 @@ async fn apply_children(
     namespace: &str,
     plan: &Plan,
     observed: &BTreeMap<String, ObservedTarget>,
-) -> Result<traffic::Report> {
+) -> Result<(traffic::Report, Option<Instant>)> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     let desired = desired_deployments(es, ctx, plan);
@@ -350,14 +360,20 @@ async fn apply_children(
         .iter()
         .filter_map(|d| d.metadata.name.clone())
         .collect();
+    // When the first child write of this reconcile completed (the decision latency's end).
+    let mut first_write = None;
     for d in desired {
         if idle_edge(&d, observed) {
             continue;
         }
-        apply_if_changed(&deployments, &ctx.deployments, namespace, d).await?;
+        if apply_if_changed(&deployments, &ctx.deployments, namespace, d).await? {
+            first_write.get_or_insert_with(Instant::now);
+        }
     }
     for s in children::services(es) {
-        apply_if_changed(&services, &ctx.services, namespace, s).await?;
+        if apply_if_changed(&services, &ctx.services, namespace, s).await? {
+            first_write.get_or_insert_with(Instant::now);
+        }
     }
     // Targets that left the spec (a region removed, the edge disabled): their Deployments go.
     let uid = es.uid();
@@ -382,16 +398,18 @@ async fn apply_children(
         }
     }
     // The HTTPRoute and DNSEndpoint follow the Deployments and Services they point at.
-    traffic::apply(es, ctx, namespace, &plan.weights, observed).await
+    let report = traffic::apply(es, ctx, namespace, &plan.weights, observed).await?;
+    Ok((report, first_write))
 }
 
-/// Server-side applies `obj` unless the cached object already carries its hash.
+/// Server-side applies `obj` unless the cached object already carries its hash; true when it
+/// wrote.
 async fn apply_if_changed<K>(
     api: &Api<K>,
     cache: &kube::runtime::reflector::Store<K>,
     namespace: &str,
     obj: K,
-) -> Result<()>
+) -> Result<bool>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
@@ -401,7 +419,7 @@ where
         .get(&ObjectRef::new(&name).within(namespace))
         .is_some_and(|o| children::is_current(&*o, &hash));
     if current {
-        return Ok(());
+        return Ok(false);
     }
     let mut body = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
         what: format!("{} {namespace}/{name}", K::kind(&())),
@@ -415,7 +433,7 @@ where
         &Patch::Apply(body),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn write_status(
@@ -439,6 +457,8 @@ async fn write_status(
     Ok(())
 }
 
+/// Records an Event off the reconcile's path: the children and status writes that move the
+/// workload do not wait behind it (in a mass failover there are thousands).
 async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: &str, note: &str) {
     let event = Event {
         type_,
@@ -447,9 +467,13 @@ async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: 
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
-        warn!(error = %e, reason, "could not record an Event");
-    }
+    let recorder = ctx.recorder.clone();
+    let reference = es.object_ref(&());
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(error = %e, reason = %event.reason, "could not record an Event");
+        }
+    });
 }
 
 fn time_s(t: &Time) -> Time {

@@ -47,7 +47,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             namespace: None,
-            concurrency: 16,
+            concurrency: 64,
             resync: Duration::from_secs(300),
             leadership: Leadership::always(),
             metrics: Arc::new(Metrics::new()),
@@ -121,6 +121,53 @@ fn region_verdict(region: &CloudRegion) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What of a child Deployment the plan reads: its spec (generation), replicas, readiness and
+/// applied hash. The controller-manager's other status updates (conditions, observed
+/// generation, available and updated counts) are several events per change of these.
+fn deployment_signal(d: &Deployment) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    d.metadata.uid.hash(&mut h);
+    d.metadata.generation.hash(&mut h);
+    d.metadata.deletion_timestamp.is_some().hash(&mut h);
+    d.annotations()
+        .get(children::ANNOTATION_APPLIED_HASH)
+        .hash(&mut h);
+    let status = d.status.as_ref();
+    status.and_then(|s| s.replicas).hash(&mut h);
+    status.and_then(|s| s.ready_replicas).hash(&mut h);
+    h.finish()
+}
+
+/// Turns a child's watch events into reconcile triggers: every deletion, and a change only
+/// when `signal` differs from what the last event for that child carried.
+#[allow(clippy::type_complexity)]
+fn child_changes<K>(
+    signal: fn(&K) -> u64,
+) -> impl FnMut(
+    std::result::Result<watcher::Event<K>, watcher::Error>,
+) -> future::Ready<Option<std::result::Result<K, watcher::Error>>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
+    let mut seen: HashMap<ObjectRef<K>, u64> = HashMap::new();
+    move |event| {
+        future::ready(match event {
+            Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
+                let now = signal(&obj);
+                let before = seen.insert(ObjectRef::from_obj(&obj), now);
+                (before != Some(now)).then_some(Ok(obj))
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(&ObjectRef::from_obj(&obj));
+                Some(Ok(obj))
+            }
+            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+}
+
 /// A stream that yields each time this process becomes the leader.
 fn leadership_acquired(leadership: Leadership) -> impl futures::Stream<Item = ()> + Send {
     futures::stream::unfold(
@@ -157,6 +204,7 @@ pub async fn run(
     let (services, services_writer) = reflector::store::<Service>();
     let (traffic, traffic_streams) = traffic::observe(&client, &options.namespace);
 
+    let verdicts = options.metrics.clone();
     let region_stream = watcher(
         Api::<CloudRegion>::all(client.clone()),
         watcher::Config::default(),
@@ -165,7 +213,16 @@ pub async fn run(
     .reflect(regions_writer)
     .touched_objects()
     // Probe heartbeats do not concern EdgeServices; a new verdict or spec does.
-    .predicate_filter(region_verdict, Default::default());
+    .predicate_filter(region_verdict, Default::default())
+    .inspect(move |region| {
+        // The decision latency is timed from here when another process judged the region.
+        if let Ok(region) = region {
+            let phase = region.status.as_ref().and_then(|s| s.phase);
+            if let Some(phase) = phase {
+                verdicts.note_verdict(&region.name_any(), cloud_region::verdict_code(phase));
+            }
+        }
+    });
     let edge_stream = watcher(
         Api::<EdgeNode>::all(client.clone()),
         watcher::Config::default(),
@@ -177,10 +234,19 @@ pub async fn run(
         namespaced::<Deployment>(&client, &options.namespace),
         managed.clone(),
     )
+    // Decisions read a child's labels, owners, applied-hash annotation, replicas and
+    // readiness; the pod template and managed fields would be most of the cache's memory.
+    .modify(|d: &mut Deployment| {
+        d.metadata.managed_fields = None;
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    })
     .default_backoff()
     .reflect(deployments_writer)
-    .touched_objects();
+    .filter_map(child_changes(deployment_signal));
     let service_stream = watcher(namespaced::<Service>(&client, &options.namespace), managed)
+        .modify(|s: &mut Service| s.metadata.managed_fields = None)
         .default_backoff()
         .reflect(services_writer)
         .touched_objects();
@@ -206,11 +272,20 @@ pub async fn run(
         caches: caches_rx,
     });
 
-    let controller = Controller::new(
+    let (services_cache, services_cache_writer) = reflector::store::<EdgeService>();
+    let edge_services = watcher(
         namespaced::<EdgeService>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
+    .modify(|es: &mut EdgeService| es.metadata.managed_fields = None)
+    .default_backoff()
+    .reflect(services_cache_writer)
+    .applied_objects()
+    // Our own status writes would each queue another reconcile of the same service; the
+    // spec (generation) is what asks for one. Children, regions and edge nodes trigger theirs.
+    .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let controller = Controller::for_stream(edge_services, services_cache)
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency));
     let by_region = controller.store();
     let by_edge = controller.store();
     let controller = controller
@@ -280,4 +355,44 @@ pub async fn run(
         })
         .await;
     info!("EdgeService controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+    fn deployment(generation: i64, ready: i32, conditions: usize) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.name = Some("shop-edge".into());
+        d.metadata.namespace = Some("a".into());
+        d.metadata.generation = Some(generation);
+        d.status = Some(DeploymentStatus {
+            replicas: Some(2),
+            ready_replicas: Some(ready),
+            observed_generation: Some(conditions as i64),
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn a_child_triggers_a_reconcile_when_what_the_plan_reads_changes_and_when_deleted() {
+        let mut changes = child_changes(deployment_signal);
+        let mut fire = |e| {
+            futures::FutureExt::now_or_never(changes(Ok(e)))
+                .flatten()
+                .is_some()
+        };
+        assert!(!fire(watcher::Event::Init));
+        assert!(fire(watcher::Event::InitApply(deployment(1, 0, 0))));
+        assert!(!fire(watcher::Event::InitDone));
+        // The controller-manager's bookkeeping alone: nothing to decide.
+        assert!(!fire(watcher::Event::Apply(deployment(1, 0, 1))));
+        assert!(fire(watcher::Event::Apply(deployment(1, 1, 1))));
+        assert!(fire(watcher::Event::Apply(deployment(2, 1, 1))));
+        assert!(fire(watcher::Event::Delete(deployment(2, 1, 1))));
+        // Re-created with the same content: seen as new.
+        assert!(fire(watcher::Event::Apply(deployment(2, 1, 1))));
+    }
 }

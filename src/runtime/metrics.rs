@@ -1,5 +1,7 @@
 //! Prometheus metrics (prometheus-client), served at `/metrics`.
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -59,10 +61,22 @@ pub struct Metrics {
     pub failovers: Family<FailoverLabels, Counter>,
     /// Seconds from detection until the substitutes were ready.
     pub failover_duration: Histogram,
-    /// Seconds from a region verdict change to the first child write it caused.
+    /// Seconds from a region verdict change (as this process first saw it) to the first child
+    /// write it caused.
     pub decision_latency: Histogram,
     pub replicas: Family<TargetLabels, Gauge>,
     pub is_leader: Gauge,
+    /// When this process first saw each region's current verdict (prober or watch).
+    verdicts: Mutex<HashMap<String, VerdictSeen>>,
+}
+
+/// A region's verdict and when this process first saw it.
+#[derive(Clone, Copy, Debug)]
+struct VerdictSeen {
+    verdict: i64,
+    at: Instant,
+    /// Seen as it already was (start-up, a new leader): no change to time from.
+    initial: bool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -152,7 +166,52 @@ impl Metrics {
             decision_latency,
             replicas,
             is_leader,
+            verdicts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Notes a region's verdict (0 Healthy .. 3 Unknown, as `region_verdict`), from the prober
+    /// as it decides or from the CloudRegion watch, whichever comes first.
+    pub fn note_verdict(&self, region: &str, verdict: i64) {
+        self.note_verdict_at(region, verdict, Instant::now());
+    }
+
+    fn note_verdict_at(&self, region: &str, verdict: i64, at: Instant) {
+        let mut seen = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get_mut(region) {
+            Some(v) if v.verdict == verdict => {}
+            Some(v) => {
+                *v = VerdictSeen {
+                    verdict,
+                    at,
+                    initial: false,
+                }
+            }
+            None => {
+                seen.insert(
+                    region.to_string(),
+                    VerdictSeen {
+                        verdict,
+                        at,
+                        initial: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// When the earliest of `regions`' current verdicts changed, unless none was seen changing.
+    pub fn verdict_changed_at<'a>(
+        &self,
+        regions: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Instant> {
+        let seen = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        regions
+            .into_iter()
+            .filter_map(|r| seen.get(r))
+            .filter(|v| !v.initial)
+            .map(|v| v.at)
+            .min()
     }
 
     /// Runs one reconcile of `kind`, counting it and timing it.
@@ -195,6 +254,7 @@ mod tests {
             })
             .inc();
         m.failover_duration.observe(3.5);
+        m.decision_latency.observe(0.004);
         let text = m.encode();
         assert!(
             text.contains("edgeshift_reconciles_total{kind=\"EdgeService\"} 1"),
@@ -203,6 +263,32 @@ mod tests {
         assert!(
             text.contains("edgeshift_failover_duration_seconds_count 1"),
             "{text}"
+        );
+        assert!(
+            text.contains("edgeshift_decision_latency_seconds_count 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_verdict_change_is_timed_from_when_it_was_first_seen_never_from_start_up() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        let later = |ms| t0 + std::time::Duration::from_millis(ms);
+        m.note_verdict_at("east", 0, t0);
+        assert_eq!(
+            m.verdict_changed_at(["east"]),
+            None,
+            "start-up is no change"
+        );
+        m.note_verdict_at("east", 2, later(100));
+        m.note_verdict_at("east", 2, later(300));
+        assert_eq!(m.verdict_changed_at(["east"]), Some(later(100)));
+        m.note_verdict_at("west", 1, later(50));
+        m.note_verdict_at("west", 2, later(200));
+        assert_eq!(
+            m.verdict_changed_at(["east", "west", "gone"]),
+            Some(later(100))
         );
     }
 }

@@ -2,4 +2,5 @@
 //! Lease, Prometheus metrics, `/healthz` and `/readyz`, and graceful shutdown.
 pub mod leader;
 pub mod metrics;
+pub mod rate_limit;
 pub mod server;
