@@ -546,18 +546,22 @@ impl Sample {
         self.ready.get(location).map_or(0, BTreeSet::len)
     }
 
-    /// Ready replicas behind a backend that gets traffic: what serves users right now.
+    /// Ready replicas of a tier that gets traffic: what serves users right now. (Counted from
+    /// the pods: the EndpointSlices follow them a moment later and are checked where the
+    /// service settles.)
     pub fn serving(&self) -> usize {
         let (cloud, edge) = self.weights.unwrap_or((100, 0));
-        (if cloud > 0 {
-            self.cloud_endpoints.len()
-        } else {
-            0
-        }) + (if edge > 0 {
-            self.edge_endpoints.len()
-        } else {
-            0
-        })
+        self.ready
+            .iter()
+            .filter(|(at, _)| {
+                if at.as_str() == ON_EDGE {
+                    edge > 0
+                } else {
+                    cloud > 0
+                }
+            })
+            .map(|(_, pods)| pods.len())
+            .sum()
     }
 
     pub fn region_down(&self, region: &str) -> bool {

@@ -349,9 +349,10 @@ async fn scenario_3_recovery_fails_back_in_steps_after_the_soak_window_never_bel
         low.is_empty(),
         "serving replicas fell below 2 at (time since recovery, serving): {low:?}"
     );
-    // The cloud was scaled up before any traffic went to it, the edge scaled down last.
+    // The cloud was scaled up before any traffic went to it (its share follows its ready
+    // replicas: one of two ready gets part of the step), the edge scaled down last.
     assert!(
-        first_cloud.ready_on("us-east-1") + first_cloud.ready_on("us-west-2") >= 2,
+        !first_cloud.cloud_endpoints.is_empty(),
         "traffic went to a cloud without ready replicas: {first_cloud:#?}"
     );
     let edge_down = back
