@@ -251,6 +251,44 @@ write_stages() {
       cat "$kwok_src/$f"
       echo "---"
     done
+    # A kubelet reports its pods Ready again when its node comes back; KWOK's stages only
+    # make Pending pods Ready, so pods the node lifecycle controller marked NotReady during a
+    # region loss would stay so for good.
+    if [ "$KWOK_POD_STAGES" = fast ]; then
+      cat <<'STAGE'
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-ready-again
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values:
+      - 'Running'
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: 'In'
+      values:
+      - 'False'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: ContainersReady
+---
+STAGE
+    fi
     if [ "$KWOK_PARALLELISM" != 4 ]; then
       printf '%s\n' 'apiVersion: config.kwok.x-k8s.io/v1alpha1' 'kind: KwokConfiguration' 'options:' \
         "  podPlayStageParallelism: $KWOK_PARALLELISM" "  nodePlayStageParallelism: $KWOK_PARALLELISM" \
