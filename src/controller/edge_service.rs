@@ -229,7 +229,7 @@ fn plan_input(es: &EdgeService, ctx: &Context, refused: &[String], now: Timestam
     } else {
         Vec::new()
     };
-    let deployments = ctx.deployments.state();
+    let deployments = ctx.deployments_of(es);
     PlanInput {
         spec: es.spec.clone(),
         generation: es.metadata.generation,
@@ -377,7 +377,7 @@ async fn apply_children(
     }
     // Targets that left the spec (a region removed, the edge disabled): their Deployments go.
     let uid = es.uid();
-    for d in ctx.deployments.state() {
+    for d in ctx.deployments_of(es) {
         let owned = d
             .owner_references()
             .iter()
@@ -516,13 +516,30 @@ pub fn status_from_plan(
 /// (stabilization windows, failback steps), so look every second; a look reads only the caches
 /// and writes nothing unless the plan changed. In `Normal`, a slow resync.
 fn next_check(plan: &Plan, ctx: &Context) -> Duration {
-    let episode = plan.last_failover.as_ref().is_some_and(|f| f.is_active());
-    if plan.phase == ServicePhase::Normal && plan.failback_step.is_none() && !episode {
-        ctx.options.resync
-    } else {
+    let episode = plan.last_failover.as_ref().filter(|f| f.is_active());
+    // Failback waits on clocks (stabilization, traffic steps): look every second. While the
+    // lost regions stay down nothing waits on a clock, and the children's, pods' and regions'
+    // watches bring every change; requeueing each service every second there made thousands
+    // of services on the edge crowd out the ones still to fail over.
+    let recovering = episode.is_some_and(|f| {
+        f.from.iter().any(|name| {
+            ctx.regions
+                .get(&ObjectRef::new(name))
+                .and_then(|r| r.status.as_ref().and_then(|s| s.phase))
+                != Some(crate::api::RegionPhase::Down)
+        })
+    });
+    if plan.phase == ServicePhase::FailingBack || plan.failback_step.is_some() || recovering {
         Duration::from_secs(1).min(ctx.options.resync)
+    } else if episode.is_some() || plan.phase != ServicePhase::Normal {
+        EPISODE_RECHECK.min(ctx.options.resync)
+    } else {
+        ctx.options.resync
     }
 }
+
+/// How often a service in a failover episode is re-checked while its lost regions stay down.
+const EPISODE_RECHECK: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

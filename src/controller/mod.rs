@@ -62,6 +62,9 @@ pub struct Context {
     pub regions: Store<CloudRegion>,
     pub edge_nodes: Store<EdgeNode>,
     pub deployments: Store<Deployment>,
+    /// Which cached Deployments belong to which EdgeService, so a reconcile reads its own
+    /// few and not all of them (which made a mass failover quadratic).
+    pub children: ChildIndex,
     pub services: Store<Service>,
     /// HTTPRoutes, DNSEndpoints, edge pods and nodes, and which of those APIs exist.
     pub traffic: traffic::TrafficCaches,
@@ -81,6 +84,20 @@ impl Context {
     pub async fn caches_ready(&self) {
         let mut caches = self.caches.clone();
         let _ = caches.wait_for(|ready| *ready).await;
+    }
+
+    /// The cached Deployments labelled as children of `es` (owner references are checked by
+    /// the callers).
+    pub fn deployments_of(&self, es: &EdgeService) -> Vec<Arc<Deployment>> {
+        let namespace = es.namespace().unwrap_or_default();
+        self.children
+            .names(&namespace, &es.name_any())
+            .into_iter()
+            .filter_map(|name| {
+                self.deployments
+                    .get(&ObjectRef::new(&name).within(&namespace))
+            })
+            .collect()
     }
 
     /// Backoff after the n-th consecutive failure: 1 s, 2 s, 4 s, ... capped at 5 minutes.
@@ -119,6 +136,51 @@ fn region_verdict(region: &CloudRegion) -> Option<u64> {
         .map(|t| t.0.as_millisecond())
         .hash(&mut h);
     Some(h.finish())
+}
+
+/// Deployment names by (namespace, `edgeshift.io/service` label), kept from the watch.
+/// Names of deleted Deployments may linger until the next event about them; lookups go
+/// through the cache, which drops them.
+#[derive(Clone, Default)]
+pub struct ChildIndex(Arc<Mutex<ChildNames>>);
+
+type ChildNames = HashMap<(String, String), std::collections::BTreeSet<String>>;
+
+impl ChildIndex {
+    fn key(d: &Deployment) -> Option<((String, String), String)> {
+        let service = d.labels().get(children::LABEL_SERVICE)?.clone();
+        Some(((d.namespace()?, service), d.name_any()))
+    }
+
+    pub fn observe(&self, event: &watcher::Event<Deployment>) {
+        let mut index = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
+                if let Some((key, name)) = Self::key(d) {
+                    index.entry(key).or_default().insert(name);
+                }
+            }
+            watcher::Event::Delete(d) => {
+                if let Some((key, name)) = Self::key(d) {
+                    if let Some(names) = index.get_mut(&key) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            index.remove(&key);
+                        }
+                    }
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+
+    pub fn names(&self, namespace: &str, service: &str) -> Vec<String> {
+        let index = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        index
+            .get(&(namespace.to_string(), service.to_string()))
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// What of a child Deployment the plan reads: its spec (generation), replicas, readiness and
@@ -201,6 +263,8 @@ pub async fn run(
     let (regions, regions_writer) = reflector::store::<CloudRegion>();
     let (edge_nodes, edge_writer) = reflector::store::<EdgeNode>();
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let children_index = ChildIndex::default();
+    let indexer = children_index.clone();
     let (services, services_writer) = reflector::store::<Service>();
     let (traffic, traffic_streams) = traffic::observe(&client, &options.namespace);
 
@@ -244,6 +308,11 @@ pub async fn run(
     })
     .default_backoff()
     .reflect(deployments_writer)
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            indexer.observe(event);
+        }
+    })
     .filter_map(child_changes(deployment_signal));
     let service_stream = watcher(namespaced::<Service>(&client, &options.namespace), managed)
         .modify(|s: &mut Service| s.metadata.managed_fields = None)
@@ -257,6 +326,7 @@ pub async fn run(
         regions,
         edge_nodes,
         deployments,
+        children: children_index,
         services,
         traffic,
         recorder: Recorder::new(
@@ -394,5 +464,32 @@ mod tests {
         assert!(fire(watcher::Event::Delete(deployment(2, 1, 1))));
         // Re-created with the same content: seen as new.
         assert!(fire(watcher::Event::Apply(deployment(2, 1, 1))));
+    }
+
+    #[test]
+    fn the_child_index_lists_a_services_deployments_by_namespace_and_label() {
+        let index = ChildIndex::default();
+        let child = |ns: &str, name: &str, service: &str| {
+            let mut d = Deployment::default();
+            d.metadata.namespace = Some(ns.into());
+            d.metadata.name = Some(name.into());
+            d.metadata.labels =
+                Some([(children::LABEL_SERVICE.to_string(), service.to_string())].into());
+            d
+        };
+        index.observe(&watcher::Event::InitApply(child("a", "shop-east", "shop")));
+        index.observe(&watcher::Event::Apply(child("a", "shop-edge", "shop")));
+        index.observe(&watcher::Event::Apply(child("b", "shop-east", "shop")));
+        index.observe(&watcher::Event::Apply(child("a", "cart-east", "cart")));
+        index.observe(&watcher::Event::Apply(Deployment::default()));
+        assert_eq!(
+            index.names("a", "shop"),
+            vec!["shop-east".to_string(), "shop-edge".to_string()]
+        );
+        index.observe(&watcher::Event::Delete(child("a", "shop-east", "shop")));
+        assert_eq!(index.names("a", "shop"), vec!["shop-edge".to_string()]);
+        index.observe(&watcher::Event::Delete(child("a", "shop-edge", "shop")));
+        assert!(index.names("a", "shop").is_empty());
+        assert_eq!(index.names("b", "shop"), vec!["shop-east".to_string()]);
     }
 }

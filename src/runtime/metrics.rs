@@ -105,7 +105,8 @@ impl Metrics {
         });
         let failovers = Family::<FailoverLabels, Counter>::default();
         let failover_duration = Histogram::new(exponential_buckets(0.5, 2.0, 10));
-        let decision_latency = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        // 1 ms .. 65 s: a mass failover's last services wait tens of seconds.
+        let decision_latency = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let replicas = Family::<TargetLabels, Gauge>::default();
         let is_leader = Gauge::default();
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
