@@ -4,6 +4,7 @@
 //! dedicated cluster for it.
 mod stats;
 
+use edgeshift::controller::observe::{node_ready, pod_ready};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -265,24 +266,6 @@ async fn delete_namespace(c: &Client, name: &str) {
     let _ = Api::<Namespace>::all(c.clone())
         .delete(name, &DeleteParams::background())
         .await;
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.status == "True")
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
 }
 
 // --- set-up ------------------------------------------------------------------------------
@@ -1214,6 +1197,11 @@ fn at_most(limit: f64) -> impl Fn(f64) -> String {
     }
 }
 
+/// `check` where the row has a target, nothing where it has none.
+fn target_if(on: bool, check: impl Fn(f64) -> String) -> impl Fn(f64) -> String {
+    move |m| if on { check(m) } else { String::new() }
+}
+
 fn at_least(limit: f64) -> impl Fn(f64) -> String {
     move |m| {
         let word = if m >= limit { "meets" } else { "MISSES" };
@@ -1504,39 +1492,21 @@ async fn main_async() -> Res<()> {
             "ms",
             &r.decision_p99,
             if is_1000 { "<= 100" } else { "" },
-            move |m| {
-                if is_1000 {
-                    at_most(100.0)(m)
-                } else {
-                    String::new()
-                }
-            },
+            target_if(is_1000, at_most(100.0)),
         ));
         rows.push(row(
             format!("4 operator RSS steady at {scale}"),
             "MiB",
             &r.rss_steady,
             if big { "<= 100" } else { "" },
-            move |m| {
-                if big {
-                    at_most(100.0)(m)
-                } else {
-                    String::new()
-                }
-            },
+            target_if(big, at_most(100.0)),
         ));
         rows.push(row(
             format!("4 operator RSS peak (VmHWM) at {scale}"),
             "MiB",
             &r.rss_peak,
             if big { "<= 100" } else { "" },
-            move |m| {
-                if big {
-                    at_most(100.0)(m)
-                } else {
-                    String::new()
-                }
-            },
+            target_if(big, at_most(100.0)),
         ));
     }
     let steady_scale = scales.first().map(|(s, _)| *s).unwrap_or(0);

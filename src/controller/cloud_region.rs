@@ -5,6 +5,7 @@
 //!
 //! Regions come and go through a reflector: a new CloudRegion starts its loop, a deleted one
 //! stops it. The verdict's state lives in the status, so a restarted operator continues from it.
+use crate::controller::observe::node_ready;
 use crate::runtime::metrics::{ErrorLabels, KindLabels, Metrics, ProbeLabels, RegionLabels};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -449,14 +450,6 @@ fn count<'a>(nodes: impl Iterator<Item = &'a Arc<Node>>) -> (u32, u32) {
             total.saturating_add(1),
         )
     })
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
 }
 
 /// Probe rounds of one region until it leaves the cache (or is replaced by a namesake).

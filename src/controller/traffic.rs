@@ -6,6 +6,7 @@
 //!
 //! The builders are pure (spec, weights, ready replicas, addresses → objects); `apply` writes
 //! only when an object differs from what the cluster holds. See `docs/traffic.md`.
+use crate::controller::observe::pod_ready;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -603,14 +604,6 @@ pub fn dns_endpoint(
 /// Whether `live` already carries `desired` (stamped with `hash`).
 pub fn record_is_current(live: &DnsEndpoint, desired: &DnsEndpoint, hash: &str) -> bool {
     children::is_current(live, hash) && live.spec.endpoints == desired.spec.endpoints
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
 }
 
 /// A node's public addresses: its `ExternalIP`s, else its `InternalIP`s.

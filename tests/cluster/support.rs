@@ -1,5 +1,6 @@
 //! What every cluster test needs: a client for the test cluster, a namespace of its own,
 //! polling with deadlines, and the fault injector (`e2e/cluster.sh` by default).
+pub use edgeshift::controller::observe::{node_ready, pod_ready};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -200,22 +201,6 @@ pub fn inject(args: &[&str]) {
         injector.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-pub fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-pub fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
 }
 
 /// Nodes of a region, by the standard region label value (e.g. `us-east-1`).
