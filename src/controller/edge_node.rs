@@ -994,10 +994,16 @@ pub async fn run(
         .reflect(nodes_writer)
         .touched_objects()
         .predicate_filter(node_fingerprint, Default::default());
+    // Only edge pods can be on an edge node (cloud targets are pinned to their regions), and
+    // only their node, phase and labels are read.
     let pod_stream = watcher(
         Api::<Pod>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}")),
+        watcher::Config::default().labels(&format!(
+            "{LABEL_MANAGED_BY}={FIELD_MANAGER},{}=edge",
+            super::children::LABEL_TIER
+        )),
     )
+    .modify(super::slim::pod)
     .default_backoff()
     .reflect(pods_writer)
     .touched_objects()

@@ -404,14 +404,15 @@ async fn apply_children(
 
 /// Server-side applies `obj` unless the cached object already carries its hash; true when it
 /// wrote.
-async fn apply_if_changed<K>(
+async fn apply_if_changed<K, C>(
     api: &Api<K>,
-    cache: &kube::runtime::reflector::Store<K>,
+    cache: &kube::runtime::reflector::Store<C>,
     namespace: &str,
     obj: K,
 ) -> Result<bool>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    C: Resource<DynamicType = ()> + Clone + 'static,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let (obj, hash) = children::with_hash(obj);

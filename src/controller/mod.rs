@@ -5,6 +5,7 @@ pub mod cloud_region;
 pub mod edge_node;
 pub mod edge_service;
 pub mod observe;
+pub mod slim;
 pub mod traffic;
 
 use std::collections::HashMap;
@@ -13,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{future, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
@@ -25,6 +26,7 @@ use crate::api::{CloudRegion, EdgeNode, EdgeService};
 use crate::clock::{Clock, SystemClock};
 use crate::runtime::leader::Leadership;
 use crate::runtime::metrics::Metrics;
+use slim::ChildDeployment;
 
 /// Settings of `edgeshift run` that the controllers need.
 #[derive(Clone)]
@@ -61,11 +63,11 @@ pub struct Context {
     pub client: Client,
     pub regions: Store<CloudRegion>,
     pub edge_nodes: Store<EdgeNode>,
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<ChildDeployment>,
     /// Which cached Deployments belong to which EdgeService, so a reconcile reads its own
     /// few and not all of them (which made a mass failover quadratic).
     pub children: ChildIndex,
-    pub services: Store<Service>,
+    pub services: Store<PartialObjectMeta<Service>>,
     /// HTTPRoutes, DNSEndpoints, edge pods and nodes, and which of those APIs exist.
     pub traffic: traffic::TrafficCaches,
     pub recorder: Recorder,
@@ -88,7 +90,7 @@ impl Context {
 
     /// The cached Deployments labelled as children of `es` (owner references are checked by
     /// the callers).
-    pub fn deployments_of(&self, es: &EdgeService) -> Vec<Arc<Deployment>> {
+    pub fn deployments_of(&self, es: &EdgeService) -> Vec<Arc<ChildDeployment>> {
         let namespace = es.namespace().unwrap_or_default();
         self.children
             .names(&namespace, &es.name_any())
@@ -147,12 +149,12 @@ pub struct ChildIndex(Arc<Mutex<ChildNames>>);
 type ChildNames = HashMap<(String, String), std::collections::BTreeSet<String>>;
 
 impl ChildIndex {
-    fn key(d: &Deployment) -> Option<((String, String), String)> {
+    fn key(d: &ChildDeployment) -> Option<((String, String), String)> {
         let service = d.labels().get(children::LABEL_SERVICE)?.clone();
         Some(((d.namespace()?, service), d.name_any()))
     }
 
-    pub fn observe(&self, event: &watcher::Event<Deployment>) {
+    pub fn observe(&self, event: &watcher::Event<ChildDeployment>) {
         let mut index = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
@@ -186,7 +188,7 @@ impl ChildIndex {
 /// What of a child Deployment the plan reads: its spec (generation), replicas, readiness and
 /// applied hash. The controller-manager's other status updates (conditions, observed
 /// generation, available and updated counts) are several events per change of these.
-fn deployment_signal(d: &Deployment) -> u64 {
+fn deployment_signal(d: &ChildDeployment) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     d.metadata.uid.hash(&mut h);
@@ -262,10 +264,10 @@ pub async fn run(
     ));
     let (regions, regions_writer) = reflector::store::<CloudRegion>();
     let (edge_nodes, edge_writer) = reflector::store::<EdgeNode>();
-    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let (deployments, deployments_writer) = reflector::store::<ChildDeployment>();
     let children_index = ChildIndex::default();
     let indexer = children_index.clone();
-    let (services, services_writer) = reflector::store::<Service>();
+    let (services, services_writer) = reflector::store::<PartialObjectMeta<Service>>();
     let (traffic, traffic_streams) = traffic::observe(&client, &options.namespace);
 
     let verdicts = options.metrics.clone();
@@ -295,17 +297,12 @@ pub async fn run(
     .reflect(edge_writer)
     .touched_objects();
     let deployment_stream = watcher(
-        namespaced::<Deployment>(&client, &options.namespace),
+        namespaced::<ChildDeployment>(&client, &options.namespace),
         managed.clone(),
     )
     // Decisions read a child's labels, owners, applied-hash annotation, replicas and
     // readiness; the pod template and managed fields would be most of the cache's memory.
-    .modify(|d: &mut Deployment| {
-        d.metadata.managed_fields = None;
-        if let Some(spec) = d.spec.as_mut() {
-            spec.template = Default::default();
-        }
-    })
+    .modify(slim::deployment)
     .default_backoff()
     .reflect(deployments_writer)
     .inspect(move |event| {
@@ -314,11 +311,15 @@ pub async fn run(
         }
     })
     .filter_map(child_changes(deployment_signal));
-    let service_stream = watcher(namespaced::<Service>(&client, &options.namespace), managed)
-        .modify(|s: &mut Service| s.metadata.managed_fields = None)
-        .default_backoff()
-        .reflect(services_writer)
-        .touched_objects();
+    // Services are compared by their applied hash alone: metadata is all that is watched.
+    let service_stream = watcher(
+        namespaced::<PartialObjectMeta<Service>>(&client, &options.namespace),
+        managed,
+    )
+    .modify(|s: &mut PartialObjectMeta<Service>| slim::service_meta(&mut s.metadata))
+    .default_backoff()
+    .reflect(services_writer)
+    .touched_objects();
 
     let (caches_tx, caches_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
@@ -347,7 +348,7 @@ pub async fn run(
         namespaced::<EdgeService>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .modify(|es: &mut EdgeService| es.metadata.managed_fields = None)
+    .modify(|es: &mut EdgeService| slim::edge_service_meta(&mut es.metadata))
     .default_backoff()
     .reflect(services_cache_writer)
     .applied_objects()
@@ -430,18 +431,17 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::DeploymentStatus;
+    use slim::ChildDeploymentStatus;
 
-    fn deployment(generation: i64, ready: i32, conditions: usize) -> Deployment {
-        let mut d = Deployment::default();
+    fn deployment(generation: i64, ready: i32, conditions: usize) -> ChildDeployment {
+        let mut d = ChildDeployment::default();
         d.metadata.name = Some("shop-edge".into());
         d.metadata.namespace = Some("a".into());
         d.metadata.generation = Some(generation);
-        d.status = Some(DeploymentStatus {
+        d.status = Some(ChildDeploymentStatus {
             replicas: Some(2),
             ready_replicas: Some(ready),
             observed_generation: Some(conditions as i64),
-            ..Default::default()
         });
         d
     }
@@ -470,7 +470,7 @@ mod tests {
     fn the_child_index_lists_a_services_deployments_by_namespace_and_label() {
         let index = ChildIndex::default();
         let child = |ns: &str, name: &str, service: &str| {
-            let mut d = Deployment::default();
+            let mut d = ChildDeployment::default();
             d.metadata.namespace = Some(ns.into());
             d.metadata.name = Some(name.into());
             d.metadata.labels =
@@ -481,7 +481,7 @@ mod tests {
         index.observe(&watcher::Event::Apply(child("a", "shop-edge", "shop")));
         index.observe(&watcher::Event::Apply(child("b", "shop-east", "shop")));
         index.observe(&watcher::Event::Apply(child("a", "cart-east", "cart")));
-        index.observe(&watcher::Event::Apply(Deployment::default()));
+        index.observe(&watcher::Event::Apply(ChildDeployment::default()));
         assert_eq!(
             index.names("a", "shop"),
             vec!["shop-east".to_string(), "shop-edge".to_string()]

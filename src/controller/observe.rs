@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use crate::api::{EdgeNode, EdgeService};
 use crate::controller::children::{LABEL_SERVICE, LABEL_TARGET};
 use crate::controller::edge_node;
+use crate::controller::slim::ChildDeployment;
 use crate::planner::{EdgeNodeView, ObservedTarget};
 
 /// Replicas an edge node takes when its registration does not say (Kubernetes' default
@@ -38,10 +39,37 @@ pub fn edge_node_view_for(node: &EdgeNode, service: Option<&str>, now: Timestamp
     )
 }
 
+/// What the planner reads of a child Deployment: the full object (the CLI reads it live) or
+/// the operator's cached `ChildDeployment`.
+pub trait ReplicaCounts: Resource {
+    /// `spec.replicas` (Kubernetes defaults it to 1).
+    fn wanted(&self) -> Option<i32>;
+    /// `status.readyReplicas`.
+    fn ready(&self) -> Option<i32>;
+}
+
+impl ReplicaCounts for Deployment {
+    fn wanted(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn ready(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.ready_replicas)
+    }
+}
+
+impl ReplicaCounts for ChildDeployment {
+    fn wanted(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn ready(&self) -> Option<i32> {
+        self.status.as_ref().and_then(|s| s.ready_replicas)
+    }
+}
+
 /// The EdgeService's Deployments as they are, by target, from the cache.
-pub fn observed_targets<'a>(
+pub fn observed_targets<'a, D: ReplicaCounts + 'a>(
     es: &EdgeService,
-    deployments: impl IntoIterator<Item = &'a Deployment>,
+    deployments: impl IntoIterator<Item = &'a D>,
 ) -> BTreeMap<String, ObservedTarget> {
     let uid = es.uid();
     let name = es.name_any();
@@ -56,12 +84,8 @@ pub fn observed_targets<'a>(
         })
         .filter_map(|d| {
             let target = d.labels().get(LABEL_TARGET)?.clone();
-            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let ready = d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0);
+            let replicas = d.wanted().unwrap_or(1);
+            let ready = d.ready().unwrap_or(0);
             Some((
                 target,
                 ObservedTarget {

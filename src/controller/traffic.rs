@@ -898,7 +898,7 @@ pub fn observe(client: &Client, namespace: &Option<String>) -> (TrafficCaches, T
     );
     let edge_pods = managed().labels(&format!("{LABEL_TIER}=edge"));
     let pod_stream = watcher(super::namespaced::<Pod>(client, namespace), edge_pods)
-        .modify(|p: &mut Pod| p.metadata.managed_fields = None)
+        .modify(super::slim::pod)
         .default_backoff()
         .reflect(pods_writer)
         .touched_objects()
