@@ -269,8 +269,10 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
                 r#"partitionGuard.canaries=["https://canary.example/204","tcp://192.0.2.1:443"]"#.into(),
                 "--set".into(),
                 "logJson=true,watchNamespace=demo,replicaCount=3,priorityClassName=system-cluster-critical".into(),
+                "--set".into(),
+                "kubeApi.qps=0,kubeApi.burst=10,concurrency=32".into(),
                 "--set-json".into(),
-                r#"extraArgs=["--concurrency=32"]"#.into(),
+                r#"extraArgs=["--resync-seconds=600"]"#.into(),
             ],
         ),
     ];
@@ -301,6 +303,42 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         let parsed = TrustPolicy::from_data(&data).unwrap_or_else(|e| {
             panic!("{what}: the operator rejects the chart's trust policy: {e}")
         });
+        let args: Vec<String> = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .and_then(|d| {
+                serde_json::from_value(
+                    d["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+                )
+                .ok()
+            })
+            .unwrap_or_else(|| panic!("{what}: no operator Deployment with args"));
+        let (qps, burst, concurrency, extra) = if what == "every option on" {
+            (
+                "--kube-api-qps=0",
+                "--kube-api-burst=10",
+                "--concurrency=32",
+                true,
+            )
+        } else {
+            (
+                "--kube-api-qps=800",
+                "--kube-api-burst=1600",
+                "--concurrency=64",
+                false,
+            )
+        };
+        for flag in [qps, burst, concurrency] {
+            assert!(
+                args.iter().any(|a| a == flag),
+                "{what}: {flag} not in {args:?}"
+            );
+        }
+        assert_eq!(
+            args.last().map(String::as_str) == Some("--resync-seconds=600"),
+            extra,
+            "{what}: extraArgs come last: {args:?}"
+        );
         if what == "every option on" {
             assert_eq!(parsed.mode, Mode::Open);
             assert!(parsed.allowed_operators["alice"].contains(&allowed));
@@ -712,6 +750,9 @@ async fn helm_install_creates_the_operator_with_least_privilege_and_uninstall_re
             "--metrics-bind-address=0.0.0.0:8080".into(),
             "--trust-policy=$(POD_NAMESPACE)/edgeshift-trust-policy".into(),
             "--canary=https://canary.example/204".into(),
+            "--kube-api-qps=800".into(),
+            "--kube-api-burst=1600".into(),
+            "--concurrency=64".into(),
             "--log-level=info".into(),
         ]
     );
