@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgeshift::api::{CloudRegion, EdgeNode, EdgeService, ServicePhase, TargetKind};
+use edgeshift::api::{CloudRegion, EdgeNode, EdgeService, ServicePhase, TargetKind, TargetStatus};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -846,49 +846,34 @@ fn mass_view(c: &Client) -> MassView {
     MassView { services, edge }
 }
 
-/// Normal, every cloud replica ready, nothing asked of the edge.
-fn settled(es: &EdgeService) -> bool {
+/// Normal, `cloud(target)` summed over the regions at least the spec's replicas, nothing
+/// asked of the edge.
+fn normal_with(es: &EdgeService, cloud: fn(&TargetStatus) -> u32) -> bool {
     let Some(status) = es.status.as_ref() else {
         return false;
     };
-    let cloud_ready: u32 = status
-        .targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Region)
-        .map(|t| t.ready_replicas)
-        .sum();
-    let edge_wanted: u32 = status
-        .targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Edge)
-        .map(|t| t.desired_replicas)
-        .sum();
+    let sum = |kind: TargetKind, count: fn(&TargetStatus) -> u32| -> u32 {
+        status
+            .targets
+            .iter()
+            .filter(|t| t.kind == kind)
+            .map(count)
+            .sum()
+    };
     status.phase == Some(ServicePhase::Normal)
-        && cloud_ready >= es.spec.replicas
-        && edge_wanted == 0
+        && sum(TargetKind::Region, cloud) >= es.spec.replicas
+        && sum(TargetKind::Edge, |t| t.desired_replicas) == 0
+}
+
+/// Normal, every cloud replica ready, nothing asked of the edge.
+fn settled(es: &EdgeService) -> bool {
+    normal_with(es, |t| t.ready_replicas)
 }
 
 /// Normal, the cloud replicas planned and written, nothing asked of the edge: the operator's
 /// part of setting a service up, whether or not the controller-manager has started its pods.
 fn planned(es: &EdgeService) -> bool {
-    let Some(status) = es.status.as_ref() else {
-        return false;
-    };
-    let cloud_wanted: u32 = status
-        .targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Region)
-        .map(|t| t.desired_replicas)
-        .sum();
-    let edge_wanted: u32 = status
-        .targets
-        .iter()
-        .filter(|t| t.kind == TargetKind::Edge)
-        .map(|t| t.desired_replicas)
-        .sum();
-    status.phase == Some(ServicePhase::Normal)
-        && cloud_wanted >= es.spec.replicas
-        && edge_wanted == 0
+    normal_with(es, |t| t.desired_replicas)
 }
 
 async fn wait_settled(b: &Bench, view: &MassView, count: usize, limit: Duration) -> Res<()> {
