@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use edgeshift::api::{CloudRegion, EdgeNode, EdgeService, TargetKind};
 use edgeshift::controller::observe::{edge_node_view_for, observed_targets};
+use edgeshift::controller::slim::ChildDeployment;
 use edgeshift::planner::{self, PlanInput, PreviousState, RegionView};
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 
@@ -175,7 +175,7 @@ pub async fn plan(
     let regions = list(Api::<CloudRegion>::all(client.clone()), "CloudRegions").await?;
     let nodes = list(Api::<EdgeNode>::all(client.clone()), "EdgeNodes").await?;
     let deployments = list(
-        Api::<Deployment>::namespaced(client.clone(), &ns),
+        Api::<ChildDeployment>::namespaced(client.clone(), &ns),
         "Deployments",
     )
     .await?;

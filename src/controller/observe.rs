@@ -2,10 +2,9 @@
 //! they are unit-tested without a cluster; the stores only supply the objects.
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use crate::api::{EdgeNode, EdgeService};
 use crate::controller::children::{LABEL_SERVICE, LABEL_TARGET};
@@ -39,37 +38,11 @@ pub fn edge_node_view_for(node: &EdgeNode, service: Option<&str>, now: Timestamp
     )
 }
 
-/// What the planner reads of a child Deployment: the full object (the CLI reads it live) or
-/// the operator's cached `ChildDeployment`.
-pub trait ReplicaCounts: Resource {
-    /// `spec.replicas` (Kubernetes defaults it to 1).
-    fn wanted(&self) -> Option<i32>;
-    /// `status.readyReplicas`.
-    fn ready(&self) -> Option<i32>;
-}
-
-impl ReplicaCounts for Deployment {
-    fn wanted(&self) -> Option<i32> {
-        self.spec.as_ref().and_then(|s| s.replicas)
-    }
-    fn ready(&self) -> Option<i32> {
-        self.status.as_ref().and_then(|s| s.ready_replicas)
-    }
-}
-
-impl ReplicaCounts for ChildDeployment {
-    fn wanted(&self) -> Option<i32> {
-        self.spec.as_ref().and_then(|s| s.replicas)
-    }
-    fn ready(&self) -> Option<i32> {
-        self.status.as_ref().and_then(|s| s.ready_replicas)
-    }
-}
-
-/// The EdgeService's Deployments as they are, by target, from the cache.
-pub fn observed_targets<'a, D: ReplicaCounts + 'a>(
+/// The EdgeService's Deployments as they are, by target: the operator's cache, or the CLI's
+/// list of the same slim type.
+pub fn observed_targets<'a>(
     es: &EdgeService,
-    deployments: impl IntoIterator<Item = &'a D>,
+    deployments: impl IntoIterator<Item = &'a ChildDeployment>,
 ) -> BTreeMap<String, ObservedTarget> {
     let uid = es.uid();
     let name = es.name_any();
@@ -84,8 +57,12 @@ pub fn observed_targets<'a, D: ReplicaCounts + 'a>(
         })
         .filter_map(|d| {
             let target = d.labels().get(LABEL_TARGET)?.clone();
-            let replicas = d.wanted().unwrap_or(1);
-            let ready = d.ready().unwrap_or(0);
+            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
             Some((
                 target,
                 ObservedTarget {

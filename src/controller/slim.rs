@@ -62,22 +62,6 @@ pub fn deployment(d: &mut ChildDeployment) {
     child_meta(&mut d.metadata);
 }
 
-impl From<&Deployment> for ChildDeployment {
-    fn from(d: &Deployment) -> Self {
-        ChildDeployment {
-            metadata: d.metadata.clone(),
-            spec: d.spec.as_ref().map(|s| ChildDeploymentSpec {
-                replicas: s.replicas,
-            }),
-            status: d.status.as_ref().map(|s| ChildDeploymentStatus {
-                replicas: s.replicas,
-                ready_replicas: s.ready_replicas,
-                observed_generation: s.observed_generation,
-            }),
-        }
-    }
-}
-
 /// A child Service's metadata, as the hash check and the owner mapping read it: no labels
 /// (the cache is already only ours), owners, the applied hash.
 pub fn service_meta(meta: &mut ObjectMeta) {
@@ -133,6 +117,23 @@ mod tests {
     use crate::controller::edge_node;
     use crate::controller::observe::{observed_targets, pod_ready};
 
+    /// The full object as a reader of `ChildDeployment` sees it.
+    impl From<&Deployment> for ChildDeployment {
+        fn from(d: &Deployment) -> Self {
+            ChildDeployment {
+                metadata: d.metadata.clone(),
+                spec: d.spec.as_ref().map(|s| ChildDeploymentSpec {
+                    replicas: s.replicas,
+                }),
+                status: d.status.as_ref().map(|s| ChildDeploymentStatus {
+                    replicas: s.replicas,
+                    ready_replicas: s.ready_replicas,
+                    observed_generation: s.observed_generation,
+                }),
+            }
+        }
+    }
+
     fn full_deployment() -> Deployment {
         serde_json::from_value(serde_json::json!({
             "metadata": {
@@ -186,7 +187,7 @@ mod tests {
         );
         let es = edge_service();
         assert_eq!(
-            observed_targets(&es, [&full]),
+            observed_targets(&es, [&ChildDeployment::from(&full)]),
             observed_targets(&es, [&slim])
         );
         assert_eq!(
