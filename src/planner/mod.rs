@@ -1196,7 +1196,12 @@ fn failback_condition(
             ),
         };
     }
-    let away: Vec<&Region> = regions.iter().filter(|r| r.class == Class::Away).collect();
+    // Newly lost regions are away too: the failover's first status says what its next one
+    // will, or the reconcile its own child writes trigger would write the status again.
+    let away: Vec<&Region> = regions
+        .iter()
+        .filter(|r| matches!(r.class, Class::Away | Class::NewlyLost))
+        .collect();
     let healthy_away: Vec<&&Region> = away
         .iter()
         .filter(|r| {

@@ -746,3 +746,43 @@ impl Plan {
         self
     }
 }
+
+/// A reconcile's own child writes trigger the next reconcile of the service at once: with the
+/// edge at the replicas just written (none ready yet), a failover's next plan must say what
+/// its first one said, or every status in a mass failover is written twice.
+#[test]
+fn a_failovers_first_status_is_what_its_next_reconcile_computes() {
+    let service = EdgeService::test()
+        .replicas(2)
+        .regions([EAST, WEST])
+        .failover();
+    let input = PlanInput::new(service.spec, at(1))
+        .region(RegionView::healthy(EAST).down())
+        .region(RegionView::healthy(WEST))
+        .edge_nodes(edge_nodes(2))
+        .observed(EAST, 1, 1)
+        .observed(WEST, 1, 1)
+        .observed(EDGE_TARGET, 0, 0);
+    let first = plan(&input);
+    assert_eq!(first.phase, ServicePhase::FailingOver);
+    let status = first.status(&input, None);
+    let failing_back = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::FAILING_BACK)
+        .expect("FailingBack condition");
+    assert_eq!(failing_back.reason, "RegionsStillLost");
+
+    let mut next = input.clone().at(at(2));
+    next.previous = PreviousState::from_status(&status);
+    next.observed.insert(
+        EDGE_TARGET.into(),
+        ObservedTarget {
+            replicas: first.replicas(EDGE_TARGET),
+            ready: 0,
+        },
+    );
+    let second = plan(&next);
+    assert!(second.events.is_empty(), "{:?}", second.events);
+    assert_eq!(second.status(&next, Some(&status)), status);
+}
