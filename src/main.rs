@@ -79,8 +79,9 @@ struct RunArgs {
     /// Watch EdgeServices in this namespace only (default: all namespaces).
     #[arg(long, env = "EDGESHIFT_NAMESPACE")]
     namespace: Option<String>,
-    /// EdgeServices reconciled at once. Each reconcile waits on its writes one after the
-    /// other, so a mass failover is bounded by this times the API server's latency.
+    /// EdgeServices reconciled at once. A reconcile writes its growing children together,
+    /// then the rest, then status: a mass failover is bounded by this over the API server's
+    /// latency.
     #[arg(long, default_value_t = 64)]
     concurrency: u16,
     /// Seconds between read-only re-checks of a steady EdgeService.

@@ -360,21 +360,37 @@ async fn apply_children(
         .iter()
         .filter_map(|d| d.metadata.name.clone())
         .collect();
+    // Deployments that grow go first, with the Services, all at once: in a failover they
+    // are what moves the workload, and the API server answers slowly while the cluster starts
+    // the pods of the services already moved. The rest (scale-downs, unchanged ones) follow.
+    let (grow, rest) = growing_first(desired, observed);
+    let (grown, services_written) = futures::try_join!(
+        futures::future::try_join_all(grow.into_iter().map(|d| apply_deployment(
+            &deployments,
+            ctx,
+            namespace,
+            d,
+            observed
+        )),),
+        futures::future::try_join_all(children::services(es).into_iter().map(|s| apply_timed(
+            &services,
+            &ctx.services,
+            namespace,
+            s
+        )),),
+    )?;
+    let shrunk = futures::future::try_join_all(
+        rest.into_iter()
+            .map(|d| apply_deployment(&deployments, ctx, namespace, d, observed)),
+    )
+    .await?;
     // When the first child write of this reconcile completed (the decision latency's end).
-    let mut first_write = None;
-    for d in desired {
-        if idle_edge(&d, observed) {
-            continue;
-        }
-        if apply_if_changed(&deployments, &ctx.deployments, namespace, d).await? {
-            first_write.get_or_insert_with(Instant::now);
-        }
-    }
-    for s in children::services(es) {
-        if apply_if_changed(&services, &ctx.services, namespace, s).await? {
-            first_write.get_or_insert_with(Instant::now);
-        }
-    }
+    let first_write = grown
+        .into_iter()
+        .chain(services_written)
+        .chain(shrunk)
+        .flatten()
+        .min();
     // Targets that left the spec (a region removed, the edge disabled): their Deployments go.
     let uid = es.uid();
     for d in ctx.deployments_of(es) {
@@ -400,6 +416,50 @@ async fn apply_children(
     // The HTTPRoute and DNSEndpoint follow the Deployments and Services they point at.
     let report = traffic::apply(es, ctx, namespace, &plan.weights, observed).await?;
     Ok((report, first_write))
+}
+
+/// The desired Deployments split into those that grow (more replicas than the cluster holds,
+/// or not there yet) and the rest, each in the plan's order.
+fn growing_first(
+    desired: Vec<Deployment>,
+    observed: &BTreeMap<String, ObservedTarget>,
+) -> (Vec<Deployment>, Vec<Deployment>) {
+    desired.into_iter().partition(|d| {
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let target = d.labels().get(LABEL_TARGET);
+        target
+            .and_then(|t| observed.get(t))
+            .is_none_or(|o| i64::from(wanted) > i64::from(o.replicas))
+    })
+}
+
+async fn apply_deployment(
+    api: &Api<Deployment>,
+    ctx: &Context,
+    namespace: &str,
+    d: Deployment,
+    observed: &BTreeMap<String, ObservedTarget>,
+) -> Result<Option<Instant>> {
+    if idle_edge(&d, observed) {
+        return Ok(None);
+    }
+    apply_timed(api, &ctx.deployments, namespace, d).await
+}
+
+/// [`apply_if_changed`], returning when the write completed if it wrote.
+async fn apply_timed<K, C>(
+    api: &Api<K>,
+    cache: &kube::runtime::reflector::Store<C>,
+    namespace: &str,
+    obj: K,
+) -> Result<Option<Instant>>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    C: Resource<DynamicType = ()> + Clone + 'static,
+{
+    Ok(apply_if_changed(api, cache, namespace, obj)
+        .await?
+        .then(Instant::now))
 }
 
 /// Server-side applies `obj` unless the cached object already carries its hash; true when it
@@ -560,6 +620,54 @@ mod tests {
             }
         }))
         .expect("EdgeService")
+    }
+
+    fn child(target: &str, replicas: i32) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("shop-{target}"), "labels": {LABEL_TARGET: target}},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}}
+        }))
+        .expect("Deployment")
+    }
+
+    #[test]
+    fn growing_deployments_are_written_first_in_plan_order() {
+        let observed: BTreeMap<String, ObservedTarget> = [
+            ("aws-us-east-1", (2, 2)),
+            ("gcp-europe-west1", (1, 1)),
+            (EDGE_TARGET, (0, 0)),
+        ]
+        .into_iter()
+        .map(|(t, (replicas, ready))| (t.to_string(), ObservedTarget { replicas, ready }))
+        .collect();
+        // A failover: the lost region scales down, the edge and a surviving region grow, a new
+        // region appears, and one stays as it is.
+        let desired = vec![
+            child("aws-us-east-1", 0),
+            child("gcp-europe-west1", 2),
+            child("azure-westeurope", 1),
+            child(EDGE_TARGET, 2),
+            child("aws-us-west-2", 0),
+        ];
+        let mut observed_same = observed.clone();
+        observed_same.insert(
+            "aws-us-west-2".into(),
+            ObservedTarget {
+                replicas: 0,
+                ready: 0,
+            },
+        );
+        let names = |ds: &[Deployment]| ds.iter().map(|d| d.name_any()).collect::<Vec<_>>();
+        let (grow, rest) = growing_first(desired, &observed_same);
+        assert_eq!(
+            names(&grow),
+            [
+                "shop-gcp-europe-west1",
+                "shop-azure-westeurope",
+                "shop-edge"
+            ]
+        );
+        assert_eq!(names(&rest), ["shop-aws-us-east-1", "shop-aws-us-west-2"]);
     }
 
     #[test]
