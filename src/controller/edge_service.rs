@@ -44,6 +44,7 @@ pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action
 }
 
 async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
+    let es = ctx.written.newest(es);
     let oref = ObjectRef::from_obj(&*es);
     if es.metadata.deletion_timestamp.is_some() {
         // Children go with it through their owner references.
@@ -509,12 +510,14 @@ async fn write_status(
         "kind": EdgeService::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &es.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &es.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    ctx.written.record(es, written);
     Ok(())
 }
 

@@ -75,6 +75,8 @@ pub struct Context {
     pub options: Options,
     /// Consecutive failures per EdgeService, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<EdgeService>, u32>>,
+    /// Status writes the EdgeService cache has not shown yet.
+    pub written: WrittenStatus,
     /// `true` once every cache a decision reads from has its first full list.
     caches: tokio::sync::watch::Receiver<bool>,
 }
@@ -138,6 +140,61 @@ fn region_verdict(region: &CloudRegion) -> Option<u64> {
         .map(|t| t.0.as_millisecond())
         .hash(&mut h);
     Some(h.finish())
+}
+
+/// The EdgeServices as this process last wrote their status, until the cache catches up.
+///
+/// A reconcile's child writes trigger the next reconcile of the same service at once, and it
+/// often starts before the watch has brought the status the first one wrote: planning from
+/// that stale status repeated the transition, its status write and its Events (in a mass
+/// failover, a second status write and two Event patches per service, while the API server
+/// was busiest). A reconcile now starts from whichever is newer: the cached object, or the
+/// one the API server returned for our last status write.
+#[derive(Default)]
+pub struct WrittenStatus(Mutex<HashMap<ObjectRef<EdgeService>, Written>>);
+
+struct Written {
+    /// The resourceVersion the write replaced.
+    replaced: Option<String>,
+    object: Arc<EdgeService>,
+    at: std::time::Instant,
+}
+
+impl WrittenStatus {
+    /// How long an entry is kept if its service is never reconciled again (deleted).
+    const KEEP: Duration = Duration::from_secs(300);
+
+    /// Remembers `written`, the API server's answer to a status write made from `from`.
+    pub fn record(&self, from: &EdgeService, mut written: EdgeService) {
+        slim::edge_service_meta(&mut written.metadata);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.at.elapsed() < Self::KEEP);
+        map.insert(
+            ObjectRef::from_obj(from),
+            Written {
+                replaced: from.resource_version(),
+                object: Arc::new(written),
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// `cached`, unless it is still the version our last status write replaced: then the
+    /// object that write returned.
+    pub fn newest(&self, cached: Arc<EdgeService>) -> Arc<EdgeService> {
+        let key = ObjectRef::from_obj(&*cached);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&key) {
+            Some(w) if w.replaced.is_some() && w.replaced == cached.resource_version() => {
+                w.object.clone()
+            }
+            Some(_) => {
+                map.remove(&key);
+                cached
+            }
+            None => cached,
+        }
+    }
 }
 
 /// Deployment names by (namespace, `edgeshift.io/service` label), kept from the watch.
@@ -340,6 +397,7 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         options: options.clone(),
         failures: Mutex::new(HashMap::new()),
+        written: WrittenStatus::default(),
         caches: caches_rx,
     });
 
@@ -464,6 +522,42 @@ mod tests {
         assert!(fire(watcher::Event::Delete(deployment(2, 1, 1))));
         // Re-created with the same content: seen as new.
         assert!(fire(watcher::Event::Apply(deployment(2, 1, 1))));
+    }
+
+    fn edge_service(rv: &str, phase: Option<&str>) -> EdgeService {
+        let mut es: EdgeService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+            "metadata": {"name": "shop", "namespace": "a", "resourceVersion": rv,
+                         "managedFields": [{"manager": "edgeshift"}]},
+            "spec": {"regions": ["r"], "template": {"spec": {"containers": []}}}
+        }))
+        .expect("EdgeService");
+        if let Some(phase) = phase {
+            es.status = serde_json::from_value(serde_json::json!({"phase": phase})).ok();
+        }
+        es
+    }
+
+    #[test]
+    fn a_reconcile_starts_from_our_last_status_write_until_the_cache_shows_it() {
+        let written = WrittenStatus::default();
+        let cached = Arc::new(edge_service("10", None));
+        assert!(Arc::ptr_eq(&written.newest(cached.clone()), &cached));
+        written.record(&cached, edge_service("11", Some("FailingOver")));
+        // The cache still holds version 10: the written one is newer.
+        let newest = written.newest(cached.clone());
+        assert_eq!(newest.resource_version().as_deref(), Some("11"));
+        assert_eq!(newest.phase(), crate::api::ServicePhase::FailingOver);
+        assert!(newest.metadata.managed_fields.is_none(), "kept slim");
+        assert_eq!(
+            written.newest(cached.clone()).resource_version().as_deref(),
+            Some("11"),
+            "until the cache catches up"
+        );
+        // The cache caught up (or moved past): it wins, and the entry goes.
+        let caught_up = Arc::new(edge_service("12", Some("FailingOver")));
+        assert!(Arc::ptr_eq(&written.newest(caught_up.clone()), &caught_up));
+        assert!(Arc::ptr_eq(&written.newest(cached.clone()), &cached));
     }
 
     #[test]
