@@ -105,8 +105,9 @@ impl Metrics {
         });
         let failovers = Family::<FailoverLabels, Counter>::default();
         let failover_duration = Histogram::new(exponential_buckets(0.5, 2.0, 10));
-        // 1 ms .. 65 s: a mass failover's last services wait tens of seconds.
-        let decision_latency = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        // 1 ms .. 3.5 min in steps of 25 %: a mass failover's last services wait tens of
+        // seconds, and doubling buckets made its p99 read as the next power of two.
+        let decision_latency = Histogram::new(exponential_buckets(0.001, 1.25, 56));
         let replicas = Family::<TargetLabels, Gauge>::default();
         let is_leader = Gauge::default();
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
