@@ -76,7 +76,7 @@ pub struct Context {
     /// Consecutive failures per EdgeService, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<EdgeService>, u32>>,
     /// Status writes the EdgeService cache has not shown yet.
-    pub written: WrittenStatus,
+    pub written: Arc<WrittenStatus>,
     /// `true` once every cache a decision reads from has its first full list.
     caches: tokio::sync::watch::Receiver<bool>,
 }
@@ -177,6 +177,27 @@ impl WrittenStatus {
                 at: std::time::Instant::now(),
             },
         );
+    }
+
+    /// The watch brought `es`: a write it supersedes is forgotten at once, so entries live
+    /// for the watch's delay, not until the service's next reconcile.
+    pub fn seen(&self, es: &EdgeService) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
+        let key = ObjectRef::from_obj(es);
+        if map
+            .get(&key)
+            .is_some_and(|w| w.replaced != es.resource_version())
+        {
+            map.remove(&key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// `cached`, unless it is still the version our last status write replaced: then the
@@ -397,11 +418,12 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         options: options.clone(),
         failures: Mutex::new(HashMap::new()),
-        written: WrittenStatus::default(),
+        written: Arc::new(WrittenStatus::default()),
         caches: caches_rx,
     });
 
     let (services_cache, services_cache_writer) = reflector::store::<EdgeService>();
+    let written = ctx.written.clone();
     let edge_services = watcher(
         namespaced::<EdgeService>(&client, &options.namespace),
         watcher::Config::default(),
@@ -410,6 +432,11 @@ pub async fn run(
     .default_backoff()
     .reflect(services_cache_writer)
     .applied_objects()
+    .inspect(move |es| {
+        if let Ok(es) = es {
+            written.seen(es);
+        }
+    })
     // Our own status writes would each queue another reconcile of the same service; the
     // spec (generation) is what asks for one. Children, regions and edge nodes trigger theirs.
     .predicate_filter(kube::runtime::predicates::generation, Default::default());
@@ -553,6 +580,16 @@ mod tests {
             written.newest(cached.clone()).resource_version().as_deref(),
             Some("11"),
             "until the cache catches up"
+        );
+        // The watch brings the written version: forgotten at once.
+        written.seen(&edge_service("11", Some("FailingOver")));
+        assert_eq!(written.len(), 0);
+        written.record(&cached, edge_service("11", Some("FailingOver")));
+        written.seen(&cached);
+        assert_eq!(
+            written.len(),
+            1,
+            "an event of the replaced version changes nothing"
         );
         // The cache caught up (or moved past): it wins, and the entry goes.
         let caught_up = Arc::new(edge_service("12", Some("FailingOver")));
