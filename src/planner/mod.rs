@@ -191,6 +191,9 @@ pub struct PlannedCondition {
     pub message: String,
 }
 
+/// The Event that starts a failover.
+pub const REASON_REGION_LOST: &str = "RegionLost";
+
 /// An event to record on the EdgeService.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanEvent {
@@ -569,7 +572,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         for region in &newly_lost {
             events.push(PlanEvent {
                 type_: EventType::Warning,
-                reason: "RegionLost".into(),
+                reason: REASON_REGION_LOST.into(),
                 message: format!("{}: {}", loss_cause(region), failover_message),
             });
         }
@@ -657,7 +660,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         ));
     }
 
-    if previous.phase != Some(phase) && !(previous.phase.is_none() && phase == ServicePhase::Normal)
+    // A failover's start is told once: the RegionLost Event already says what moves where,
+    // so the phase change to FailingOver adds none (in a mass failover every Event is one
+    // more write to an API server that is busiest then).
+    let loss_told =
+        phase == ServicePhase::FailingOver && events.iter().any(|e| e.reason == REASON_REGION_LOST);
+    if previous.phase != Some(phase)
+        && !(previous.phase.is_none() && phase == ServicePhase::Normal)
+        && !loss_told
     {
         events.push(PlanEvent {
             type_: if matches!(phase, ServicePhase::Degraded | ServicePhase::FailingOver) {

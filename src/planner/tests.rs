@@ -139,10 +139,13 @@ fn one_region_down_spills_over_to_the_other_region() {
         failed_over.message,
         "region aws-us-east-1 is Down: 3 replicas moved to aws-us-west-2 (Spillover)"
     );
-    assert!(plan
-        .events
-        .iter()
-        .any(|e| e.reason == "RegionLost" && e.type_ == EventType::Warning));
+    let reasons: Vec<&str> = plan.events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["RegionLost"],
+        "one Event tells the failover's start"
+    );
+    assert_eq!(plan.events[0].type_, EventType::Warning);
     let record = plan.last_failover.as_ref().expect("a failover is recorded");
     assert_eq!(record.from, vec![EAST.to_string()]);
     assert_eq!(record.detected_at, Time(at(-6)));
