@@ -154,8 +154,9 @@ fn region_verdict(region: &CloudRegion) -> Option<u64> {
 pub struct WrittenStatus(Mutex<HashMap<ObjectRef<EdgeService>, Written>>);
 
 struct Written {
-    /// The resourceVersion the write replaced.
-    replaced: Option<String>,
+    /// The resourceVersions this write (and the writes it followed, made before the cache
+    /// showed them) replaced: while the cache shows one of these, it is behind.
+    replaced: Vec<String>,
     object: Arc<EdgeService>,
     at: std::time::Instant,
 }
@@ -167,12 +168,22 @@ impl WrittenStatus {
     /// Remembers `written`, the API server's answer to a status write made from `from`.
     pub fn record(&self, from: &EdgeService, mut written: EdgeService) {
         slim::edge_service_meta(&mut written.metadata);
+        let key = ObjectRef::from_obj(from);
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, w| w.at.elapsed() < Self::KEEP);
+        let from_version = from.resource_version();
+        let mut replaced: Vec<String> = from_version.iter().cloned().collect();
+        // Written from our previous answer (the cache had not caught up): the cache may still
+        // show what that write replaced.
+        if let Some(previous) = map.get(&key) {
+            if previous.object.resource_version() == from_version {
+                replaced.extend(previous.replaced.iter().cloned());
+            }
+        }
         map.insert(
-            ObjectRef::from_obj(from),
+            key,
             Written {
-                replaced: from.resource_version(),
+                replaced,
                 object: Arc::new(written),
                 at: std::time::Instant::now(),
             },
@@ -187,12 +198,16 @@ impl WrittenStatus {
             return;
         }
         let key = ObjectRef::from_obj(es);
-        if map
-            .get(&key)
-            .is_some_and(|w| w.replaced != es.resource_version())
-        {
+        if map.get(&key).is_some_and(|w| !Self::behind(w, es)) {
             map.remove(&key);
         }
+    }
+
+    /// Whether `cached` is a version that `w` replaced.
+    fn behind(w: &Written, cached: &EdgeService) -> bool {
+        cached
+            .resource_version()
+            .is_some_and(|v| w.replaced.contains(&v))
     }
 
     #[cfg(test)]
@@ -200,15 +215,13 @@ impl WrittenStatus {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// `cached`, unless it is still the version our last status write replaced: then the
-    /// object that write returned.
+    /// `cached`, unless it is still a version our last status writes replaced: then the
+    /// object the last one returned.
     pub fn newest(&self, cached: Arc<EdgeService>) -> Arc<EdgeService> {
         let key = ObjectRef::from_obj(&*cached);
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(&key) {
-            Some(w) if w.replaced.is_some() && w.replaced == cached.resource_version() => {
-                w.object.clone()
-            }
+            Some(w) if Self::behind(w, &cached) => w.object.clone(),
             Some(_) => {
                 map.remove(&key);
                 cached
@@ -591,8 +604,32 @@ mod tests {
             1,
             "an event of the replaced version changes nothing"
         );
+        // Two writes before the cache shows the first: it is behind while it shows either
+        // version the writes replaced.
+        let overlaid = written.newest(cached.clone());
+        written.record(&overlaid, edge_service("12", Some("OnEdge")));
+        assert_eq!(
+            written.newest(cached.clone()).resource_version().as_deref(),
+            Some("12")
+        );
+        written.seen(&edge_service("11", Some("FailingOver")));
+        assert_eq!(
+            written.len(),
+            1,
+            "the first write's event: still behind the second"
+        );
+        assert_eq!(
+            written
+                .newest(Arc::new(edge_service("11", Some("FailingOver"))))
+                .resource_version()
+                .as_deref(),
+            Some("12")
+        );
+        written.seen(&edge_service("12", Some("OnEdge")));
+        assert_eq!(written.len(), 0);
+        written.record(&cached, edge_service("11", Some("FailingOver")));
         // The cache caught up (or moved past): it wins, and the entry goes.
-        let caught_up = Arc::new(edge_service("12", Some("FailingOver")));
+        let caught_up = Arc::new(edge_service("13", Some("FailingOver")));
         assert!(Arc::ptr_eq(&written.newest(caught_up.clone()), &caught_up));
         assert!(Arc::ptr_eq(&written.newest(cached.clone()), &cached));
     }
