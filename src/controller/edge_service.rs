@@ -364,27 +364,25 @@ async fn apply_children(
     // Deployments that grow go first, with the Services, all at once: in a failover they
     // are what moves the workload, and the API server answers slowly while the cluster starts
     // the pods of the services already moved. The rest (scale-downs, unchanged ones) follow.
+    // An idle edge Deployment is left as it is (see `idle_edge`).
+    let desired = desired
+        .into_iter()
+        .filter(|d| !idle_edge(d, observed))
+        .collect();
     let (grow, rest) = growing_first(desired, observed);
+    let apply = |d| apply_if_changed(&deployments, &ctx.deployments, namespace, d);
     let (grown, services_written) = futures::try_join!(
-        futures::future::try_join_all(grow.into_iter().map(|d| apply_deployment(
-            &deployments,
-            ctx,
-            namespace,
-            d,
-            observed
-        )),),
-        futures::future::try_join_all(children::services(es).into_iter().map(|s| apply_timed(
-            &services,
-            &ctx.services,
-            namespace,
-            s
-        )),),
+        futures::future::try_join_all(grow.into_iter().map(apply)),
+        futures::future::try_join_all(
+            children::services(es).into_iter().map(|s| apply_if_changed(
+                &services,
+                &ctx.services,
+                namespace,
+                s
+            )),
+        ),
     )?;
-    let shrunk = futures::future::try_join_all(
-        rest.into_iter()
-            .map(|d| apply_deployment(&deployments, ctx, namespace, d, observed)),
-    )
-    .await?;
+    let shrunk = futures::future::try_join_all(rest.into_iter().map(apply)).await?;
     // When the first child write of this reconcile completed (the decision latency's end).
     let first_write = grown
         .into_iter()
@@ -434,43 +432,14 @@ fn growing_first(
     })
 }
 
-async fn apply_deployment(
-    api: &Api<Deployment>,
-    ctx: &Context,
-    namespace: &str,
-    d: Deployment,
-    observed: &BTreeMap<String, ObservedTarget>,
-) -> Result<Option<Instant>> {
-    if idle_edge(&d, observed) {
-        return Ok(None);
-    }
-    apply_timed(api, &ctx.deployments, namespace, d).await
-}
-
-/// [`apply_if_changed`], returning when the write completed if it wrote.
-async fn apply_timed<K, C>(
-    api: &Api<K>,
-    cache: &kube::runtime::reflector::Store<C>,
-    namespace: &str,
-    obj: K,
-) -> Result<Option<Instant>>
-where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-    C: Resource<DynamicType = ()> + Clone + 'static,
-{
-    Ok(apply_if_changed(api, cache, namespace, obj)
-        .await?
-        .then(Instant::now))
-}
-
-/// Server-side applies `obj` unless the cached object already carries its hash; true when it
-/// wrote.
+/// Server-side applies `obj` unless the cached object already carries its hash; when it
+/// wrote, the moment the write completed.
 async fn apply_if_changed<K, C>(
     api: &Api<K>,
     cache: &kube::runtime::reflector::Store<C>,
     namespace: &str,
     obj: K,
-) -> Result<bool>
+) -> Result<Option<Instant>>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
     C: Resource<DynamicType = ()> + Clone + 'static,
@@ -481,7 +450,7 @@ where
         .get(&ObjectRef::new(&name).within(namespace))
         .is_some_and(|o| children::is_current(&*o, &hash));
     if current {
-        return Ok(false);
+        return Ok(None);
     }
     let mut body = serde_json::to_value(&obj).map_err(|source| Error::Serialize {
         what: format!("{} {namespace}/{name}", K::kind(&())),
@@ -495,7 +464,7 @@ where
         &Patch::Apply(body),
     )
     .await?;
-    Ok(true)
+    Ok(Some(Instant::now()))
 }
 
 async fn write_status(
