@@ -67,7 +67,7 @@ pub struct EdgeServiceSpec {
     /// The pod template for every target (regions and edge). edgeshift adds node affinity,
     /// tolerations and labels per target.
     #[schemars(schema_with = "pod_template_schema")]
-    pub template: PodTemplateSpec,
+    pub template: PodTemplate,
 
     /// CloudRegion names, in order of preference (1 to 16, unique). `edge` is reserved.
     #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253)))]
@@ -612,6 +612,70 @@ impl FailoverRecord {
     /// Whether the episode is still going on (some region has not taken its workload back).
     pub fn is_active(&self) -> bool {
         self.failed_back_at.is_none() && !self.from.is_empty()
+    }
+}
+
+/// The pod template as the operator holds it: the JSON of a `PodTemplateSpec`, checked when
+/// the EdgeService is read and parsed again only when a child is built from it.
+///
+/// A deserialized `PodTemplateSpec` is ~2 KB inline before any of its strings (its `PodSpec`
+/// alone has some forty optional fields); 10,000 cached EdgeServices spent ~50 MB on them. The
+/// text of a typical template is a tenth of that, and cloning it (each reconcile hands the
+/// spec to the planner) is a reference count.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PodTemplate(std::sync::Arc<str>);
+
+impl PodTemplate {
+    /// The template as Kubernetes' type. The text was written from a `PodTemplateSpec` (see
+    /// `From` and `Deserialize`), so reading it back cannot fail; were it ever to, the result
+    /// is an empty template, which the API server refuses in the child (no containers).
+    pub fn spec(&self) -> PodTemplateSpec {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// The JSON text (compact, fields in `PodTemplateSpec`'s order).
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<PodTemplateSpec> for PodTemplate {
+    fn from(spec: PodTemplateSpec) -> Self {
+        PodTemplate::from(&spec)
+    }
+}
+
+impl From<&PodTemplateSpec> for PodTemplate {
+    fn from(spec: &PodTemplateSpec) -> Self {
+        // Serializing a k8s-openapi type to a string does not fail (no maps with non-string
+        // keys, no fallible Serialize impls).
+        PodTemplate(serde_json::to_string(spec).unwrap_or_default().into())
+    }
+}
+
+impl Default for PodTemplate {
+    fn default() -> Self {
+        PodTemplate::from(PodTemplateSpec::default())
+    }
+}
+
+impl std::fmt::Debug for PodTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PodTemplate").field(&&*self.0).finish()
+    }
+}
+
+impl Serialize for PodTemplate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.spec().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PodTemplate {
+    /// Read as a `PodTemplateSpec`, so a template Kubernetes' type does not accept is refused
+    /// here as it was before (the same error, the same place), then kept as text.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        PodTemplateSpec::deserialize(deserializer).map(PodTemplate::from)
     }
 }
 

@@ -50,7 +50,7 @@ impl EdgeService {
             "web",
             EdgeServiceSpec {
                 replicas: 1,
-                template: pod_template("nginx:1.27"),
+                template: pod_template("nginx:1.27").into(),
                 regions: vec!["aws-us-east-1".to_string()],
                 placement: Placement::default(),
                 fallback: Fallback::default(),

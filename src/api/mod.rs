@@ -18,7 +18,8 @@ pub use edge_node::{EdgeCapacity, EdgeLocation, EdgeNode, EdgeNodeSpec, EdgeNode
 pub use edge_service::{
     Dns, EdgeFallback, EdgeRequirements, EdgeSelector, EdgeService, EdgeServiceSpec,
     EdgeServiceStatus, Failback, FailoverRecord, Fallback, FallbackMode, Gateway, ParentRef,
-    Placement, Protocol, ServicePhase, ServicePort, TargetKind, TargetStatus, EDGE_TARGET,
+    Placement, PodTemplate, Protocol, ServicePhase, ServicePort, TargetKind, TargetStatus,
+    EDGE_TARGET,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -556,3 +556,39 @@ fn conditions_of_each_kind_are_a_map_keyed_by_type() {
         assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
     }
 }
+
+#[test]
+fn the_pod_template_is_kept_as_its_json_and_reads_back_the_same() {
+    let json = serde_json::json!({
+        "metadata": {"labels": {"app": "shop"}},
+        "spec": {"containers": [{"name": "app", "image": "shop:1",
+                                 "ports": [{"containerPort": 8080}]}],
+                 "unknownField": "dropped, as by PodTemplateSpec"}
+    });
+    let direct: k8s_openapi::api::core::v1::PodTemplateSpec =
+        serde_json::from_value(json.clone()).expect("PodTemplateSpec");
+    let kept: crate::api::PodTemplate = serde_json::from_value(json).expect("PodTemplate");
+    assert_eq!(kept.spec(), direct);
+    assert_eq!(
+        serde_json::to_value(&kept).expect("serialize"),
+        serde_json::to_value(&direct).expect("serialize")
+    );
+    assert_eq!(kept, crate::api::PodTemplate::from(&direct));
+    assert!(!kept.as_json().contains(' ') && !kept.as_json().contains("unknownField"));
+    // Cloning shares the text.
+    let copy = kept.clone();
+    assert!(std::ptr::eq(copy.as_json(), kept.as_json()));
+}
+
+#[test]
+fn a_template_kubernetes_would_not_read_is_refused_with_the_edge_service() {
+    let es = serde_json::json!({
+        "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+        "metadata": {"name": "shop", "namespace": "prod"},
+        "spec": {"regions": ["aws-us-east-1"],
+                 "template": {"spec": {"containers": [{"name": "app", "image": "shop:1",
+                                                       "ports": "8080"}]}}}
+    });
+    let err = serde_json::from_value::<EdgeService>(es).expect_err("refused");
+    assert!(err.to_string().contains("invalid type"), "{err}");
+}

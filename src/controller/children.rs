@@ -68,7 +68,7 @@ pub fn deployment(es: &EdgeService, target: &str, replicas: u32, pinning: &Pinni
         (LABEL_SERVICE.to_string(), name.clone()),
         (LABEL_TARGET.to_string(), target.to_string()),
     ]);
-    let mut template: PodTemplateSpec = es.spec.template.clone();
+    let mut template: PodTemplateSpec = es.spec.template.spec();
     let mut meta = template.metadata.take().unwrap_or_default();
     let mut pod_labels = meta.labels.take().unwrap_or_default();
     pod_labels.append(&mut selector.clone());

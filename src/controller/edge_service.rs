@@ -280,7 +280,7 @@ pub fn refused_secrets(es: &EdgeService) -> Vec<String> {
     if es.spec.fallback.edge.allow_secrets {
         Vec::new()
     } else {
-        crate::trust::edge_secret_refs(&es.spec.template)
+        crate::trust::edge_secret_refs(&es.spec.template.spec())
     }
 }
 
