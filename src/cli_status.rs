@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use edgeshift::api::{CloudRegion, EdgeNode, EdgeService, TargetKind};
+use edgeshift::controller::child_cache::ChildRecord;
+use edgeshift::controller::children::LABEL_SERVICE;
 use edgeshift::controller::observe::{edge_node_view_for, observed_targets};
 use edgeshift::controller::slim::ChildDeployment;
 use edgeshift::planner::{self, PlanInput, PreviousState, RegionView};
@@ -198,7 +200,14 @@ pub async fn plan(
             .iter()
             .map(|n| edge_node_view_for(n, Some(&key), now))
             .collect(),
-        observed: observed_targets(&es, deployments.iter()),
+        observed: observed_targets(
+            &es,
+            &deployments
+                .iter()
+                .filter(|d| d.labels().get(LABEL_SERVICE) == Some(&name))
+                .map(ChildRecord::from_deployment)
+                .collect::<Vec<_>>(),
+        ),
         now,
     };
     let plan = planner::plan(&input);

@@ -17,7 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::children::{self, Pinning, FIELD_MANAGER, LABEL_SERVICE, LABEL_TARGET};
+use super::child_cache::ChildCache;
+use super::children::{self, Pinning, FIELD_MANAGER, LABEL_TARGET};
 use super::observe::{edge_node_view_for, observed_targets};
 use super::{traffic, Context};
 use crate::api::conditions::{self, ConditionStatus};
@@ -241,7 +242,7 @@ fn plan_input(es: &EdgeService, ctx: &Context, refused: &[String], now: Timestam
             .unwrap_or_default(),
         regions,
         edge_nodes,
-        observed: observed_targets(es, deployments.iter().map(|d| d.as_ref())),
+        observed: observed_targets(es, &deployments),
         now,
     }
 }
@@ -370,7 +371,8 @@ async fn apply_children(
         .filter(|d| !idle_edge(d, observed))
         .collect();
     let (grow, rest) = growing_first(desired, observed);
-    let apply = |d| apply_if_changed(&deployments, &ctx.deployments, namespace, d);
+    let service = es.name_any();
+    let apply = |d| apply_if_changed(&deployments, &ctx.deployments, namespace, &service, d);
     let (grown, services_written) = futures::try_join!(
         futures::future::try_join_all(grow.into_iter().map(apply)),
         futures::future::try_join_all(
@@ -378,6 +380,7 @@ async fn apply_children(
                 &services,
                 &ctx.services,
                 namespace,
+                &service,
                 s
             )),
         ),
@@ -393,17 +396,13 @@ async fn apply_children(
     // Targets that left the spec (a region removed, the edge disabled): their Deployments go.
     let uid = es.uid();
     for d in ctx.deployments_of(es) {
-        let owned = d
-            .owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == uid.as_ref());
-        let ours = d.namespace().as_deref() == Some(namespace)
-            && d.labels().get(LABEL_SERVICE) == Some(&es.name_any())
-            && d.labels().contains_key(LABEL_TARGET);
-        if owned && ours && !wanted.contains(&d.name_any()) {
-            info!(deployment = %d.name_any(), "deleting the Deployment of a target no longer in the spec");
+        // Labelled as ours (the cache keeps only those, by service), owned by this
+        // EdgeService (not a namesake's), and a target's.
+        let owned = d.owner_uid.is_some() && d.owner_uid.as_deref() == uid.as_deref();
+        if owned && d.target.is_some() && !wanted.contains(&*d.name) {
+            info!(deployment = %d.name, "deleting the Deployment of a target no longer in the spec");
             match deployments
-                .delete(&d.name_any(), &DeleteParams::background())
+                .delete(&d.name, &DeleteParams::background())
                 .await
             {
                 Ok(_) => {}
@@ -432,23 +431,23 @@ fn growing_first(
     })
 }
 
-/// Server-side applies `obj` unless the cached object already carries its hash; when it
-/// wrote, the moment the write completed.
-async fn apply_if_changed<K, C>(
+/// Server-side applies `obj`, a child of `namespace/service`, unless the recorded child
+/// already carries its hash; when it wrote, the moment the write completed.
+async fn apply_if_changed<K>(
     api: &Api<K>,
-    cache: &kube::runtime::reflector::Store<C>,
+    cache: &ChildCache,
     namespace: &str,
+    service: &str,
     obj: K,
 ) -> Result<Option<Instant>>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-    C: Resource<DynamicType = ()> + Clone + 'static,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let (obj, hash) = children::with_hash(obj);
     let current = cache
-        .get(&ObjectRef::new(&name).within(namespace))
-        .is_some_and(|o| children::is_current(&*o, &hash));
+        .get(namespace, service, &name)
+        .is_some_and(|o| o.is_current(&hash));
     if current {
         return Ok(None);
     }

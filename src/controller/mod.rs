@@ -1,5 +1,6 @@
-//! The controllers: observe (reflector stores) → plan (pure) → apply (server-side apply) →
+//! The controllers: observe (watches into caches) → plan (pure) → apply (server-side apply) →
 //! status and Events. Only this module and its children take a `Client`.
+pub mod child_cache;
 pub mod children;
 pub mod cloud_region;
 pub mod edge_node;
@@ -26,6 +27,7 @@ use crate::api::{CloudRegion, EdgeNode, EdgeService};
 use crate::clock::{Clock, SystemClock};
 use crate::runtime::leader::Leadership;
 use crate::runtime::metrics::Metrics;
+use child_cache::{ChildCache, ChildRecord};
 use slim::ChildDeployment;
 
 /// Settings of `edgeshift run` that the controllers need.
@@ -63,11 +65,10 @@ pub struct Context {
     pub client: Client,
     pub regions: Store<CloudRegion>,
     pub edge_nodes: Store<EdgeNode>,
-    pub deployments: Store<ChildDeployment>,
-    /// Which cached Deployments belong to which EdgeService, so a reconcile reads its own
-    /// few and not all of them (which made a mass failover quadratic).
-    pub children: ChildIndex,
-    pub services: Store<PartialObjectMeta<Service>>,
+    /// Our child Deployments and Services, by EdgeService: a reconcile reads its own few
+    /// (reading all of them made a mass failover quadratic), as compact records.
+    pub deployments: Arc<ChildCache>,
+    pub services: Arc<ChildCache>,
     /// HTTPRoutes, DNSEndpoints, edge pods and nodes, and which of those APIs exist.
     pub traffic: traffic::TrafficCaches,
     pub recorder: Recorder,
@@ -90,18 +91,11 @@ impl Context {
         let _ = caches.wait_for(|ready| *ready).await;
     }
 
-    /// The cached Deployments labelled as children of `es` (owner references are checked by
-    /// the callers).
-    pub fn deployments_of(&self, es: &EdgeService) -> Vec<Arc<ChildDeployment>> {
-        let namespace = es.namespace().unwrap_or_default();
-        self.children
-            .names(&namespace, &es.name_any())
-            .into_iter()
-            .filter_map(|name| {
-                self.deployments
-                    .get(&ObjectRef::new(&name).within(&namespace))
-            })
-            .collect()
+    /// The Deployments labelled as children of `es` (owner references are checked by the
+    /// callers).
+    pub fn deployments_of(&self, es: &EdgeService) -> Vec<ChildRecord> {
+        self.deployments
+            .of(&es.namespace().unwrap_or_default(), &es.name_any())
     }
 
     /// Backoff after the n-th consecutive failure: 1 s, 2 s, 4 s, ... capped at 5 minutes.
@@ -231,93 +225,31 @@ impl WrittenStatus {
     }
 }
 
-/// Deployment names by (namespace, `edgeshift.io/service` label), kept from the watch.
-/// Names of deleted Deployments may linger until the next event about them; lookups go
-/// through the cache, which drops them.
-#[derive(Clone, Default)]
-pub struct ChildIndex(Arc<Mutex<ChildNames>>);
-
-type ChildNames = HashMap<(String, String), std::collections::BTreeSet<String>>;
-
-impl ChildIndex {
-    fn key(d: &ChildDeployment) -> Option<((String, String), String)> {
-        let service = d.labels().get(children::LABEL_SERVICE)?.clone();
-        Some(((d.namespace()?, service), d.name_any()))
-    }
-
-    pub fn observe(&self, event: &watcher::Event<ChildDeployment>) {
-        let mut index = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match event {
-            watcher::Event::Apply(d) | watcher::Event::InitApply(d) => {
-                if let Some((key, name)) = Self::key(d) {
-                    index.entry(key).or_default().insert(name);
-                }
-            }
-            watcher::Event::Delete(d) => {
-                if let Some((key, name)) = Self::key(d) {
-                    if let Some(names) = index.get_mut(&key) {
-                        names.remove(&name);
-                        if names.is_empty() {
-                            index.remove(&key);
-                        }
-                    }
-                }
-            }
-            watcher::Event::Init | watcher::Event::InitDone => {}
-        }
-    }
-
-    pub fn names(&self, namespace: &str, service: &str) -> Vec<String> {
-        let index = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        index
-            .get(&(namespace.to_string(), service.to_string()))
-            .map(|names| names.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
-/// What of a child Deployment the plan reads: its spec (generation), replicas, readiness and
-/// applied hash. The controller-manager's other status updates (conditions, observed
-/// generation, available and updated counts) are several events per change of these.
-fn deployment_signal(d: &ChildDeployment) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    d.metadata.uid.hash(&mut h);
-    d.metadata.generation.hash(&mut h);
-    d.metadata.deletion_timestamp.is_some().hash(&mut h);
-    d.annotations()
-        .get(children::ANNOTATION_APPLIED_HASH)
-        .hash(&mut h);
-    let status = d.status.as_ref();
-    status.and_then(|s| s.replicas).hash(&mut h);
-    status.and_then(|s| s.ready_replicas).hash(&mut h);
-    h.finish()
-}
-
-/// Turns a child's watch events into reconcile triggers: every deletion, and a change only
-/// when `signal` differs from what the last event for that child carried.
+/// Takes a child's watch events into `cache` and turns them into reconcile triggers: every
+/// deletion, and a change only when what a reconcile reads of the child changed (the
+/// controller-manager's status bookkeeping is several events per change of that).
 #[allow(clippy::type_complexity)]
 fn child_changes<K>(
-    signal: fn(&K) -> u64,
+    cache: Arc<ChildCache>,
+    record: fn(&K) -> ChildRecord,
 ) -> impl FnMut(
     std::result::Result<watcher::Event<K>, watcher::Error>,
 ) -> future::Ready<Option<std::result::Result<K, watcher::Error>>>
 where
     K: kube::Resource<DynamicType = ()> + Clone,
 {
-    let mut seen: HashMap<ObjectRef<K>, u64> = HashMap::new();
     move |event| {
         future::ready(match event {
-            Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
-                let now = signal(&obj);
-                let before = seen.insert(ObjectRef::from_obj(&obj), now);
-                (before != Some(now)).then_some(Ok(obj))
+            Ok(event) => {
+                let changed = cache.observe(&event, record);
+                match event {
+                    watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                        changed.then_some(Ok(obj))
+                    }
+                    watcher::Event::Delete(obj) => Some(Ok(obj)),
+                    watcher::Event::Init | watcher::Event::InitDone => None,
+                }
             }
-            Ok(watcher::Event::Delete(obj)) => {
-                seen.remove(&ObjectRef::from_obj(&obj));
-                Some(Ok(obj))
-            }
-            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => None,
             Err(e) => Some(Err(e)),
         })
     }
@@ -355,10 +287,8 @@ pub async fn run(
     ));
     let (regions, regions_writer) = reflector::store::<CloudRegion>();
     let (edge_nodes, edge_writer) = reflector::store::<EdgeNode>();
-    let (deployments, deployments_writer) = reflector::store::<ChildDeployment>();
-    let children_index = ChildIndex::default();
-    let indexer = children_index.clone();
-    let (services, services_writer) = reflector::store::<PartialObjectMeta<Service>>();
+    let deployments = Arc::new(ChildCache::default());
+    let services = Arc::new(ChildCache::default());
     let (traffic, traffic_streams) = traffic::observe(&client, &options.namespace);
 
     let verdicts = options.metrics.clone();
@@ -395,13 +325,10 @@ pub async fn run(
     // readiness; the pod template and managed fields would be most of the cache's memory.
     .modify(slim::deployment)
     .default_backoff()
-    .reflect(deployments_writer)
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            indexer.observe(event);
-        }
-    })
-    .filter_map(child_changes(deployment_signal));
+    .filter_map(child_changes(
+        deployments.clone(),
+        ChildRecord::from_deployment,
+    ));
     // Services are compared by their applied hash alone: metadata is all that is watched.
     let service_stream = watcher(
         namespaced::<PartialObjectMeta<Service>>(&client, &options.namespace),
@@ -409,8 +336,7 @@ pub async fn run(
     )
     .modify(|s: &mut PartialObjectMeta<Service>| slim::service_meta(&mut s.metadata))
     .default_backoff()
-    .reflect(services_writer)
-    .touched_objects();
+    .filter_map(child_changes(services.clone(), ChildRecord::from_service));
 
     let (caches_tx, caches_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
@@ -418,7 +344,6 @@ pub async fn run(
         regions,
         edge_nodes,
         deployments,
-        children: children_index,
         services,
         traffic,
         recorder: Recorder::new(
@@ -498,8 +423,11 @@ pub async fn run(
     tokio::spawn(async move {
         let synced = caches.0.wait_until_ready().await.is_ok()
             && caches.1.wait_until_ready().await.is_ok()
-            && caches.2.wait_until_ready().await.is_ok()
-            && caches.3.wait_until_ready().await.is_ok()
+            && {
+                caches.2.wait_until_ready().await;
+                caches.3.wait_until_ready().await;
+                true
+            }
             && caches.4.wait_until_ready().await.is_ok()
             && caches.5.wait_until_ready().await.is_ok();
         if synced {
@@ -529,40 +457,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use slim::ChildDeploymentStatus;
-
-    fn deployment(generation: i64, ready: i32, conditions: usize) -> ChildDeployment {
-        let mut d = ChildDeployment::default();
-        d.metadata.name = Some("shop-edge".into());
-        d.metadata.namespace = Some("a".into());
-        d.metadata.generation = Some(generation);
-        d.status = Some(ChildDeploymentStatus {
-            replicas: Some(2),
-            ready_replicas: Some(ready),
-            observed_generation: Some(conditions as i64),
-        });
-        d
-    }
-
-    #[test]
-    fn a_child_triggers_a_reconcile_when_what_the_plan_reads_changes_and_when_deleted() {
-        let mut changes = child_changes(deployment_signal);
-        let mut fire = |e| {
-            futures::FutureExt::now_or_never(changes(Ok(e)))
-                .flatten()
-                .is_some()
-        };
-        assert!(!fire(watcher::Event::Init));
-        assert!(fire(watcher::Event::InitApply(deployment(1, 0, 0))));
-        assert!(!fire(watcher::Event::InitDone));
-        // The controller-manager's bookkeeping alone: nothing to decide.
-        assert!(!fire(watcher::Event::Apply(deployment(1, 0, 1))));
-        assert!(fire(watcher::Event::Apply(deployment(1, 1, 1))));
-        assert!(fire(watcher::Event::Apply(deployment(2, 1, 1))));
-        assert!(fire(watcher::Event::Delete(deployment(2, 1, 1))));
-        // Re-created with the same content: seen as new.
-        assert!(fire(watcher::Event::Apply(deployment(2, 1, 1))));
-    }
 
     fn edge_service(rv: &str, phase: Option<&str>) -> EdgeService {
         let mut es: EdgeService = serde_json::from_value(serde_json::json!({
@@ -632,32 +526,5 @@ mod tests {
         let caught_up = Arc::new(edge_service("13", Some("FailingOver")));
         assert!(Arc::ptr_eq(&written.newest(caught_up.clone()), &caught_up));
         assert!(Arc::ptr_eq(&written.newest(cached.clone()), &cached));
-    }
-
-    #[test]
-    fn the_child_index_lists_a_services_deployments_by_namespace_and_label() {
-        let index = ChildIndex::default();
-        let child = |ns: &str, name: &str, service: &str| {
-            let mut d = ChildDeployment::default();
-            d.metadata.namespace = Some(ns.into());
-            d.metadata.name = Some(name.into());
-            d.metadata.labels =
-                Some([(children::LABEL_SERVICE.to_string(), service.to_string())].into());
-            d
-        };
-        index.observe(&watcher::Event::InitApply(child("a", "shop-east", "shop")));
-        index.observe(&watcher::Event::Apply(child("a", "shop-edge", "shop")));
-        index.observe(&watcher::Event::Apply(child("b", "shop-east", "shop")));
-        index.observe(&watcher::Event::Apply(child("a", "cart-east", "cart")));
-        index.observe(&watcher::Event::Apply(ChildDeployment::default()));
-        assert_eq!(
-            index.names("a", "shop"),
-            vec!["shop-east".to_string(), "shop-edge".to_string()]
-        );
-        index.observe(&watcher::Event::Delete(child("a", "shop-east", "shop")));
-        assert_eq!(index.names("a", "shop"), vec!["shop-edge".to_string()]);
-        index.observe(&watcher::Event::Delete(child("a", "shop-edge", "shop")));
-        assert!(index.names("a", "shop").is_empty());
-        assert_eq!(index.names("b", "shop"), vec!["shop-east".to_string()]);
     }
 }

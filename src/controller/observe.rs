@@ -7,9 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::api::{EdgeNode, EdgeService};
-use crate::controller::children::{LABEL_SERVICE, LABEL_TARGET};
+use crate::controller::child_cache::ChildRecord;
 use crate::controller::edge_node;
-use crate::controller::slim::ChildDeployment;
 use crate::planner::{EdgeNodeView, ObservedTarget};
 
 /// Replicas an edge node takes when its registration does not say (Kubernetes' default
@@ -38,31 +37,21 @@ pub fn edge_node_view_for(node: &EdgeNode, service: Option<&str>, now: Timestamp
     )
 }
 
-/// The EdgeService's Deployments as they are, by target: the operator's cache, or the CLI's
-/// list of the same slim type.
+/// The EdgeService's Deployments as they are, by target, from the records of its children
+/// (the operator's cache, or the CLI's list of them): those owned by this EdgeService (not
+/// by a deleted namesake) with a target label.
 pub fn observed_targets<'a>(
     es: &EdgeService,
-    deployments: impl IntoIterator<Item = &'a ChildDeployment>,
+    deployments: impl IntoIterator<Item = &'a ChildRecord>,
 ) -> BTreeMap<String, ObservedTarget> {
     let uid = es.uid();
-    let name = es.name_any();
-    let namespace = es.namespace();
     deployments
         .into_iter()
-        .filter(|d| d.namespace() == namespace && d.labels().get(LABEL_SERVICE) == Some(&name))
-        .filter(|d| {
-            d.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == uid.as_ref())
-        })
+        .filter(|d| uid.is_some() && d.owner_uid.as_deref() == uid.as_deref())
         .filter_map(|d| {
-            let target = d.labels().get(LABEL_TARGET)?.clone();
-            let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let ready = d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0);
+            let target = d.target.as_deref()?.to_string();
+            let replicas = d.replicas.unwrap_or(1);
+            let ready = d.ready_replicas.unwrap_or(0);
             Some((
                 target,
                 ObservedTarget {

@@ -1,8 +1,9 @@
-//! What the caches keep of the objects they watch. At 10,000 EdgeServices the operator caches
+//! What the watches keep of the objects they bring. At 10,000 EdgeServices the operator watches
 //! tens of thousands of Deployments, Services and Pods; most of each object (pod templates,
 //! container specs, condition messages, managed fields, other controllers' annotations) is of
 //! no use to a decision here, and dropping it as it arrives keeps the operator's memory
-//! proportional to what it reads. Each function keeps exactly the fields its readers use
+//! proportional to what it reads. (Child Deployments and Services are then kept as records,
+//! see `child_cache`.) Each function keeps exactly the fields its readers use
 //! (listed on it); anything else added to a reader must be added here too.
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus};
@@ -23,11 +24,11 @@ fn child_meta(meta: &mut ObjectMeta) {
     }
 }
 
-/// A child Deployment as the cache keeps it: what `observe::observed_targets`,
-/// `deployment_signal`, the child index and the orphan clean-up read (name, namespace, uid,
-/// generation, deletion, labels, owners, the applied hash, `spec.replicas` and the replica
-/// counts of the status). A full `Deployment` is 2.4 KB before any of its strings; this is a
-/// sixth of that, and the template, strategy and conditions are never even deserialized.
+/// A child Deployment as its watch (and the CLI) reads it, to make its record
+/// (`child_cache::ChildRecord`) and to map it to its owner: name, namespace, uid, generation,
+/// deletion, labels, owners, the applied hash, `spec.replicas` and the replica counts of the
+/// status. A full `Deployment` is 2.4 KB before any of its strings; this is a sixth of that,
+/// and the template, strategy and conditions are never even deserialized.
 #[derive(kube::Resource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[resource(inherit = Deployment)]
 pub struct ChildDeployment {
@@ -62,11 +63,10 @@ pub fn deployment(d: &mut ChildDeployment) {
     child_meta(&mut d.metadata);
 }
 
-/// A child Service's metadata, as the hash check and the owner mapping read it: no labels
-/// (the cache is already only ours), owners, the applied hash.
+/// A child Service's metadata as its record (`child_cache`) and the owner mapping read it:
+/// labels, owners, the applied hash.
 pub fn service_meta(meta: &mut ObjectMeta) {
     child_meta(meta);
-    meta.labels = None;
 }
 
 /// An edge Pod as the traffic controller (DNS targets) and the EdgeNode controller
@@ -114,6 +114,7 @@ pub fn edge_service_meta(meta: &mut ObjectMeta) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::child_cache::ChildRecord;
     use crate::controller::edge_node;
     use crate::controller::observe::{observed_targets, pod_ready};
 
@@ -186,17 +187,18 @@ mod tests {
             })
         );
         let es = edge_service();
+        let record = |d: &ChildDeployment| [ChildRecord::from_deployment(d)];
         assert_eq!(
-            observed_targets(&es, [&ChildDeployment::from(&full)]),
-            observed_targets(&es, [&slim])
+            observed_targets(&es, &record(&ChildDeployment::from(&full))),
+            observed_targets(&es, &record(&slim))
         );
         assert_eq!(
-            observed_targets(&es, [&slim])
+            observed_targets(&es, &record(&slim))
                 .get("edge")
                 .map(|t| (t.replicas, t.ready)),
             Some((3, 2))
         );
-        assert!(crate::controller::children::is_current(&slim, "abc"));
+        assert!(record(&slim)[0].is_current("abc"));
         assert_eq!(
             slim.metadata.owner_references,
             full.metadata.owner_references
@@ -246,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_service_keeps_only_the_hash_and_owners() {
+    fn a_slim_service_keeps_the_hash_labels_and_owners() {
         let mut meta: ObjectMeta = serde_json::from_value(serde_json::json!({
             "name": "shop", "namespace": "prod",
             "labels": {"edgeshift.io/service": "shop"},
@@ -264,7 +266,7 @@ mod tests {
             Some("abc")
         );
         assert_eq!(meta.annotations.as_ref().map(|a| a.len()), Some(1));
-        assert!(meta.labels.is_none());
+        assert_eq!(meta.labels.as_ref().map(|l| l.len()), Some(1));
         assert_eq!(meta.owner_references.as_ref().map(|o| o.len()), Some(1));
     }
 
