@@ -128,6 +128,18 @@ fn upsert(map: &mut HashMap<ServiceKey, Vec<ChildRecord>>, key: ServiceKey, reco
     }
 }
 
+/// Whether `record` is new or differs from what `map` holds for it.
+fn differs(
+    map: &HashMap<ServiceKey, Vec<ChildRecord>>,
+    key: &ServiceKey,
+    record: &ChildRecord,
+) -> bool {
+    let before = map
+        .get(key)
+        .and_then(|rs| rs.iter().find(|r| r.name == record.name));
+    before != Some(record)
+}
+
 fn remove(map: &mut HashMap<ServiceKey, Vec<ChildRecord>>, key: &ServiceKey, name: &str) {
     if let Some(records) = map.get_mut(key) {
         records.retain(|r| &*r.name != name);
@@ -156,11 +168,7 @@ impl ChildCache {
             watcher::Event::InitApply(obj) => {
                 let Some(key) = key(obj) else { return false };
                 let record = record(obj);
-                let before = state
-                    .live
-                    .get(&key)
-                    .and_then(|rs| rs.iter().find(|r| r.name == record.name));
-                let changed = before != Some(&record);
+                let changed = differs(&state.live, &key, &record);
                 upsert(state.relist.get_or_insert_with(HashMap::new), key, record);
                 changed
             }
@@ -174,11 +182,7 @@ impl ChildCache {
             watcher::Event::Apply(obj) => {
                 let Some(key) = key(obj) else { return false };
                 let record = record(obj);
-                let before = state
-                    .live
-                    .get(&key)
-                    .and_then(|rs| rs.iter().find(|r| r.name == record.name));
-                let changed = before != Some(&record);
+                let changed = differs(&state.live, &key, &record);
                 upsert(&mut state.live, key, record);
                 changed
             }
