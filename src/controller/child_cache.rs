@@ -82,6 +82,11 @@ impl ChildRecord {
         ChildRecord::from_meta(&s.metadata)
     }
 
+    /// Whether the child's controller is the EdgeService with `uid` (not a deleted namesake).
+    pub fn owned_by(&self, uid: Option<&str>) -> bool {
+        uid.is_some() && self.owner_uid.as_deref() == uid
+    }
+
     /// Whether the child carries what we would write (by the hash of it).
     pub fn is_current(&self, hash: &str) -> bool {
         self.applied_hash.as_deref() == Some(hash)
@@ -216,11 +221,13 @@ impl ChildCache {
     }
 
     /// Children recorded, of all services.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.live.values().map(Vec::len).sum()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -398,8 +398,7 @@ async fn apply_children(
     for d in ctx.deployments_of(es) {
         // Labelled as ours (the cache keeps only those, by service), owned by this
         // EdgeService (not a namesake's), and a target's.
-        let owned = d.owner_uid.is_some() && d.owner_uid.as_deref() == uid.as_deref();
-        if owned && d.target.is_some() && !wanted.contains(&*d.name) {
+        if d.owned_by(uid.as_deref()) && d.target.is_some() && !wanted.contains(&*d.name) {
             info!(deployment = %d.name, "deleting the Deployment of a target no longer in the spec");
             match deployments
                 .delete(&d.name, &DeleteParams::background())

@@ -47,7 +47,7 @@ pub fn observed_targets<'a>(
     let uid = es.uid();
     deployments
         .into_iter()
-        .filter(|d| uid.is_some() && d.owner_uid.as_deref() == uid.as_deref())
+        .filter(|d| d.owned_by(uid.as_deref()))
         .filter_map(|d| {
             let target = d.target.as_deref()?.to_string();
             let replicas = d.replicas.unwrap_or(1);
