@@ -4,6 +4,7 @@ mod cli;
 mod cloud_region;
 mod edge_node;
 mod edge_service;
+mod events;
 mod ha;
 mod packaging;
 mod smoke;
