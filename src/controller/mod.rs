@@ -11,6 +11,7 @@ pub mod slim;
 pub mod traffic;
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -125,9 +126,8 @@ where
 }
 
 /// What of a CloudRegion matters to the EdgeServices that use it: spec and verdict.
-fn region_verdict(region: &CloudRegion) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+fn region_verdict(region: &CloudRegion) -> u64 {
+    let mut h = DefaultHasher::new();
     region.metadata.generation.hash(&mut h);
     let status = region.status.as_ref();
     status.and_then(|s| s.phase).hash(&mut h);
@@ -135,7 +135,58 @@ fn region_verdict(region: &CloudRegion) -> Option<u64> {
         .and_then(|s| s.last_transition_time.as_ref())
         .map(|t| t.0.as_millisecond())
         .hash(&mut h);
-    Some(h.finish())
+    h.finish()
+}
+
+/// What an EdgeService's plan reads of an EdgeNode (`observe::edge_node_view_for`): not its
+/// heart-beat time, messages or condition times. The EdgeNode controller writes the status on
+/// every Node heart-beat, and each such event used to queue every edge-using EdgeService.
+fn edge_node_inputs(node: &EdgeNode) -> u64 {
+    let mut h = DefaultHasher::new();
+    // The view as any service sees it (its own allocations aside, hashed below whole); `now`
+    // only decides whether a quarantine is still on, so its end is hashed instead.
+    let view = observe::edge_node_view_for(node, None, k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    format!("{view:?}").hash(&mut h);
+    let status = node.status.as_ref();
+    status
+        .and_then(|s| s.quarantined_until.as_ref())
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    node.annotations()
+        .get(edge_node::ANNOTATION_ALLOCATIONS)
+        .hash(&mut h);
+    h.finish()
+}
+
+/// Turns watch events into reconcile triggers: every deletion, and a change only when
+/// `inputs` (a hash of what reconciles read of the object) differs from the object's last.
+/// Unlike kube's `predicate_filter`, a deletion always passes: the object's last state has
+/// the hash already seen, and the services that used it must re-plan without it.
+#[allow(clippy::type_complexity)]
+fn input_changes<K>(
+    inputs: fn(&K) -> u64,
+) -> impl FnMut(
+    std::result::Result<watcher::Event<K>, watcher::Error>,
+) -> future::Ready<Option<std::result::Result<K, watcher::Error>>>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let mut seen: HashMap<ObjectRef<K>, u64> = HashMap::new();
+    move |event| {
+        future::ready(match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let hash = inputs(&obj);
+                let before = seen.insert(ObjectRef::from_obj(&obj), hash);
+                (before != Some(hash)).then_some(Ok(obj))
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(&ObjectRef::from_obj(&obj));
+                Some(Ok(obj))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
 }
 
 /// The EdgeServices as this process last wrote their status, until the cache catches up.
@@ -300,9 +351,8 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(regions_writer)
-    .touched_objects()
     // Probe heartbeats do not concern EdgeServices; a new verdict or spec does.
-    .predicate_filter(region_verdict, Default::default())
+    .filter_map(input_changes(region_verdict))
     .inspect(move |region| {
         // The decision latency is timed from here when another process judged the region.
         if let Ok(region) = region {
@@ -318,7 +368,7 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(edge_writer)
-    .touched_objects();
+    .filter_map(input_changes(edge_node_inputs));
     let deployment_stream = watcher(
         namespaced::<ChildDeployment>(&client, &options.namespace),
         managed.clone(),
@@ -528,5 +578,100 @@ mod tests {
         let caught_up = Arc::new(edge_service("13", Some("FailingOver")));
         assert!(Arc::ptr_eq(&written.newest(caught_up.clone()), &caught_up));
         assert!(Arc::ptr_eq(&written.newest(cached.clone()), &cached));
+    }
+
+    fn passes(
+        filter: &mut impl FnMut(
+            std::result::Result<watcher::Event<EdgeNode>, watcher::Error>,
+        )
+            -> future::Ready<Option<std::result::Result<EdgeNode, watcher::Error>>>,
+        event: watcher::Event<EdgeNode>,
+    ) -> bool {
+        futures::executor::block_on(filter(Ok(event))).is_some()
+    }
+
+    #[test]
+    fn an_edge_node_heartbeat_or_message_alone_triggers_no_edge_service() {
+        let base = EdgeNode::test("edge-1");
+        let mut beat = base.clone();
+        let status = beat.status.get_or_insert_with(Default::default);
+        status.last_heartbeat = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"),
+        ));
+        status.message = Some("Node 'edge-1' is Ready".into());
+        status.allocated_replicas = 3;
+        assert_eq!(edge_node_inputs(&base), edge_node_inputs(&beat));
+
+        let changed: Vec<(&str, EdgeNode)> = vec![
+            ("unverified", base.clone().unverified()),
+            ("not ready", base.clone().not_ready()),
+            ("availability", {
+                let mut n = base.clone();
+                n.status.get_or_insert_with(Default::default).availability = Some(0.5);
+                n
+            }),
+            ("quarantined", {
+                let mut n = base.clone();
+                n.status
+                    .get_or_insert_with(Default::default)
+                    .quarantined_until =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"),
+                    ));
+                n
+            }),
+            ("allocations", {
+                let mut n = base.clone();
+                n.annotations_mut().insert(
+                    edge_node::ANNOTATION_ALLOCATIONS.into(),
+                    r#"{"shop/web":2}"#.into(),
+                );
+                n
+            }),
+            ("capacity", {
+                let mut n = base.clone();
+                n.spec.capacity = None;
+                n
+            }),
+            ("labels", {
+                let mut n = base.clone();
+                n.spec.labels.insert("tier".into(), "gpu".into());
+                n
+            }),
+        ];
+        for (what, node) in changed {
+            assert_ne!(edge_node_inputs(&base), edge_node_inputs(&node), "{what}");
+        }
+    }
+
+    #[test]
+    fn input_changes_passes_first_sight_changes_and_every_deletion() {
+        let mut filter = input_changes(edge_node_inputs);
+        let node = EdgeNode::test("edge-1");
+        assert!(passes(&mut filter, watcher::Event::InitApply(node.clone())));
+        assert!(!passes(&mut filter, watcher::Event::InitDone));
+        assert!(
+            !passes(&mut filter, watcher::Event::Apply(node.clone())),
+            "unchanged"
+        );
+        let other = EdgeNode::test("edge-2");
+        assert!(
+            passes(&mut filter, watcher::Event::Apply(other)),
+            "another object"
+        );
+        let unverified = node.clone().unverified();
+        assert!(passes(
+            &mut filter,
+            watcher::Event::Apply(unverified.clone())
+        ));
+        // The deleted object's last state has the hash already seen: it passes all the same.
+        assert!(passes(
+            &mut filter,
+            watcher::Event::Delete(unverified.clone())
+        ));
+        assert!(
+            passes(&mut filter, watcher::Event::Apply(unverified)),
+            "back after deletion"
+        );
     }
 }
