@@ -176,6 +176,24 @@ impl Bench {
         stats::proc_status_mib(&status, field)
     }
 
+    /// CPU seconds the operator's threads ran, and seconds they waited runnable for a CPU
+    /// (summed over its live threads; a thread that exited is not counted).
+    fn operator_cpu(&self) -> Option<(f64, f64)> {
+        let pid = self.operator_pid()?;
+        let (mut run, mut wait) = (0u64, 0u64);
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok();
+            if let Some((r, w)) = text.as_deref().and_then(stats::schedstat_ns) {
+                run += r;
+                wait += w;
+            }
+        }
+        Some((run as f64 / 1e9, wait as f64 / 1e9))
+    }
+
     async fn metrics(&self) -> Res<String> {
         reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
             .await
@@ -793,6 +811,10 @@ struct ScaleResults {
     decision_p99: Vec<f64>,
     rss_steady: Vec<f64>,
     rss_peak: Vec<f64>,
+    /// The operator's CPU from the loss until every child was patched, in cores (CPU
+    /// seconds per second), and the share of its runnable time spent waiting for a CPU.
+    operator_cores: Vec<f64>,
+    operator_cpu_wait: Vec<f64>,
     setup_seconds: f64,
     /// At 10,000: affected EdgeServices with every edge pod Ready, of all affected, when the
     /// watch stopped (seconds after the loss).
@@ -1093,6 +1115,7 @@ async fn mass(
         ));
         let wall0 = now_ms();
         let t0 = Instant::now();
+        let cpu0 = b.operator_cpu();
         b.provider_down()?;
         let (mut patched, mut ready, mut detected) = (None, None, None);
         let mut last = Instant::now();
@@ -1136,6 +1159,14 @@ async fn mass(
                 .count();
             if patched.is_none() && n_patched == affected.len() {
                 patched = Some((t0.elapsed().as_secs_f64(), now_ms()));
+                if let (Some((run0, wait0)), Some((run1, wait1))) = (cpu0, b.operator_cpu()) {
+                    let (run, wait) = (run1 - run0, wait1 - wait0);
+                    out.operator_cores
+                        .push(run / t0.elapsed().as_secs_f64().max(0.1));
+                    if run + wait > 0.0 {
+                        out.operator_cpu_wait.push(wait / (run + wait) * 100.0);
+                    }
+                }
                 b.say(&format!(
                     "  every affected EdgeService's children patched after {:.1}s",
                     t0.elapsed().as_secs_f64()
@@ -1549,6 +1580,20 @@ async fn main_async() -> Res<()> {
                     String::new()
                 }
             },
+        ));
+        rows.push(row(
+            format!("2 mass {scale}: operator CPU, loss -> children patched"),
+            "cores",
+            &r.operator_cores,
+            "",
+            info,
+        ));
+        rows.push(row(
+            format!("2 mass {scale}:   of its runnable time, waiting for a CPU"),
+            "%",
+            &r.operator_cpu_wait,
+            "",
+            info,
         ));
         let is_1000 = *scale == 1000;
         rows.push(row(

@@ -149,6 +149,15 @@ pub fn proc_status_mib(status: &str, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// `/proc/<pid>/task/<tid>/schedstat`: nanoseconds the thread ran on a CPU, and nanoseconds it
+/// waited, runnable, for one.
+pub fn schedstat_ns(text: &str) -> Option<(u64, u64)> {
+    let mut fields = text.split_whitespace();
+    let run = fields.next()?.parse().ok()?;
+    let wait = fields.next()?.parse().ok()?;
+    Some((run, wait))
+}
+
 #[cfg(test)]
 mod tests {
     #[allow(unused_imports)] // the bench binary (harness = false) compiles these tests too
@@ -231,5 +240,15 @@ edgeshift_reconciles_total{kind=\"EdgeService\"} 3
         assert_eq!(proc_status_mib(status, "VmRSS"), Some(40.0));
         assert_eq!(proc_status_mib(status, "VmHWM"), Some(80.0));
         assert_eq!(proc_status_mib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn schedstat_gives_run_and_wait_time() {
+        assert_eq!(
+            schedstat_ns("1520000000 430000000 812\n"),
+            Some((1_520_000_000, 430_000_000))
+        );
+        assert_eq!(schedstat_ns(""), None);
+        assert_eq!(schedstat_ns("12 x 3"), None);
     }
 }
