@@ -172,18 +172,40 @@ where
     K: kube::Resource<DynamicType = ()>,
 {
     let mut seen: HashMap<ObjectRef<K>, u64> = HashMap::new();
+    triggers(move |event| match event {
+        watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+            let hash = inputs(obj);
+            seen.insert(ObjectRef::from_obj(obj), hash) != Some(hash)
+        }
+        watcher::Event::Delete(obj) => {
+            seen.remove(&ObjectRef::from_obj(obj));
+            true
+        }
+        watcher::Event::Init | watcher::Event::InitDone => false,
+    })
+}
+
+/// Watch events as reconcile triggers: `changed` sees every event (to keep its own state)
+/// and says whether an applied object changed; deletions and errors always pass, the
+/// list's start and end never do.
+#[allow(clippy::type_complexity)]
+fn triggers<K>(
+    mut changed: impl FnMut(&watcher::Event<K>) -> bool,
+) -> impl FnMut(
+    std::result::Result<watcher::Event<K>, watcher::Error>,
+) -> future::Ready<Option<std::result::Result<K, watcher::Error>>> {
     move |event| {
         future::ready(match event {
-            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                let hash = inputs(&obj);
-                let before = seen.insert(ObjectRef::from_obj(&obj), hash);
-                (before != Some(hash)).then_some(Ok(obj))
+            Ok(event) => {
+                let changed = changed(&event);
+                match event {
+                    watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                        changed.then_some(Ok(obj))
+                    }
+                    watcher::Event::Delete(obj) => Some(Ok(obj)),
+                    watcher::Event::Init | watcher::Event::InitDone => None,
+                }
             }
-            Ok(watcher::Event::Delete(obj)) => {
-                seen.remove(&ObjectRef::from_obj(&obj));
-                Some(Ok(obj))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
             Err(e) => Some(Err(e)),
         })
     }
@@ -291,21 +313,7 @@ fn child_changes<K>(
 where
     K: kube::Resource<DynamicType = ()> + Clone,
 {
-    move |event| {
-        future::ready(match event {
-            Ok(event) => {
-                let changed = cache.observe(&event, record);
-                match event {
-                    watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
-                        changed.then_some(Ok(obj))
-                    }
-                    watcher::Event::Delete(obj) => Some(Ok(obj)),
-                    watcher::Event::Init | watcher::Event::InitDone => None,
-                }
-            }
-            Err(e) => Some(Err(e)),
-        })
-    }
+    triggers(move |event| cache.observe(event, record))
 }
 
 /// A stream that yields each time this process becomes the leader.

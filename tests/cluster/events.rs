@@ -52,18 +52,18 @@ async fn a_repeated_event_becomes_a_series_and_a_deleted_one_is_recorded_anew() 
     );
     let api: Api<K8sEvent> = Api::namespaced(client.clone(), &ns.name);
 
-    recorder
-        .publish(&warning("aws-us-east-1 is Down"), &regarding)
-        .await
-        .expect("first publish");
-    recorder
-        .publish(&warning("aws-us-east-1 is still Down"), &regarding)
-        .await
-        .expect("repeat");
-    recorder
-        .publish(&warning("aws-us-east-1 is still Down"), &regarding)
-        .await
-        .expect("second repeat");
+    let warn = |note: &'static str| {
+        let (recorder, regarding) = (&recorder, &regarding);
+        async move {
+            recorder
+                .publish(&warning(note), regarding)
+                .await
+                .unwrap_or_else(|e| panic!("publish {note:?}: {e}"))
+        }
+    };
+    warn("aws-us-east-1 is Down").await;
+    warn("aws-us-east-1 is still Down").await;
+    warn("aws-us-east-1 is still Down").await;
     let events = events_about(&api, "subject").await;
     assert_eq!(events.len(), 1, "repeats count on one Event: {events:?}");
     let first = &events[0];
@@ -89,10 +89,7 @@ async fn a_repeated_event_becomes_a_series_and_a_deleted_one_is_recorded_anew() 
     api.delete(&first_name, &DeleteParams::default())
         .await
         .expect("delete the first Event");
-    recorder
-        .publish(&warning("aws-us-east-1 is Down again"), &regarding)
-        .await
-        .expect("publish after the delete");
+    warn("aws-us-east-1 is Down again").await;
     let events = events_about(&api, "subject").await;
     let lost: Vec<_> = events
         .iter()
