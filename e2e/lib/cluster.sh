@@ -16,6 +16,8 @@ NODE_LEASE_SECONDS=${EDGESHIFT_NODE_LEASE_SECONDS:-8}
 NODE_GRACE_PERIOD=${EDGESHIFT_NODE_GRACE_PERIOD:-10s}
 KCM_QPS=${EDGESHIFT_KCM_QPS:-200}
 SCHEDULER_QPS=${EDGESHIFT_SCHEDULER_QPS:-200}
+# Workers of the controller-manager's Deployment, ReplicaSet and endpoints controllers.
+KCM_SYNCS=${EDGESHIFT_KCM_SYNCS:-10}
 # Simulated container start: KWOK's pod stages (created/running, init containers, ready) each
 # wait a random time between DELAY and JITTER ms, so a pod is Ready 1-3 s after it is bound.
 # (KWOK's own "general" profile waits 1-5 s per stage, 2-10 s a pod; 0 and 0: Ready at once.)
@@ -28,6 +30,8 @@ NODE_CIDR_MASK_SIZE=${EDGESHIFT_NODE_CIDR_MASK_SIZE:-24}
 EXTRA_EDGE_NODES=${EDGESHIFT_EXTRA_EDGE_NODES:-0}
 # An audit policy file for the API server (log: logs/audit.log); none by default.
 AUDIT_POLICY=${EDGESHIFT_AUDIT_POLICY:-}
+# /debug/pprof on the API server (admin credentials), for profiling a benchmark.
+APISERVER_PROFILING=${EDGESHIFT_APISERVER_PROFILING:-false}
 # KWOK pod lifecycle: `general` simulates container start-up (1-6 s per stage), `fast` makes
 # a bound pod Ready at once; and how many pod stages each KWOK process plays at once.
 KWOK_POD_STAGES=${EDGESHIFT_KWOK_POD_STAGES:-general}
@@ -196,7 +200,7 @@ start_apiserver() {
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC \
-    --endpoint-reconciler-type none --allow-privileged=true --profiling=false \
+    --endpoint-reconciler-type none --allow-privileged=true --profiling="$APISERVER_PROFILING" \
     --max-requests-inflight 1600 --max-mutating-requests-inflight 800 \
     --cert-dir "$STATE_DIR/apiserver-certs" "${audit_args[@]}"
   wait_for kube-apiserver 90 curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" \
@@ -216,8 +220,8 @@ start_controller_manager() {
     --service-cluster-ip-range 10.96.0.0/16 \
     --node-monitor-period 1s --node-monitor-grace-period "$NODE_GRACE_PERIOD" \
     --kube-api-qps "$KCM_QPS" --kube-api-burst "$((KCM_QPS * 2))" \
-    --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 \
-    --concurrent-service-endpoint-syncs 10 --concurrent-gc-syncs 40
+    --concurrent-deployment-syncs "$KCM_SYNCS" --concurrent-replicaset-syncs "$KCM_SYNCS" \
+    --concurrent-service-endpoint-syncs "$KCM_SYNCS" --concurrent-gc-syncs 40
 }
 
 start_scheduler() {
