@@ -122,7 +122,9 @@ pub struct EdgeNodeStatus {
     #[serde(default)]
     pub ready: bool,
 
-    /// When the Node last heart-beat.
+    /// The Node's last heart-beat (its Ready condition's lastHeartbeatTime) as of the last
+    /// change to this status: for a node that stopped, when it was last heard from. A
+    /// heart-beat alone is not written, so a steady node costs no API writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<Time>,
 

@@ -253,6 +253,20 @@ pub struct StatusInput<'a> {
 
 /// The status to hold, with conditions moved only where they really changed, and the
 /// node's probation.
+/// Whether `new` is worth a status write over `old`: something other than the Node's
+/// heart-beat changed (the write then records the latest heart-beat too). A heart-beat alone
+/// is not written, so a steady edge node costs no API writes; a node that stops is recorded
+/// with the last heart-beat it sent, since going NotReady changes the status.
+pub fn status_worth_writing(old: Option<&EdgeNodeStatus>, new: &EdgeNodeStatus) -> bool {
+    let Some(old) = old else { return true };
+    if old.last_heartbeat.is_none() || old.last_heartbeat == new.last_heartbeat {
+        return old != new;
+    }
+    let mut same_beat = new.clone();
+    same_beat.last_heartbeat.clone_from(&old.last_heartbeat);
+    &same_beat != old
+}
+
 pub fn next_status(input: &StatusInput<'_>) -> (EdgeNodeStatus, Probation) {
     let en = input.edge_node;
     let now = seconds(input.now);
@@ -792,7 +806,7 @@ async fn reconcile_node(en: Arc<EdgeNode>, ctx: Arc<Context>) -> Result<Action> 
         .await?;
     }
 
-    if en.status.as_ref() != Some(&status) {
+    if status_worth_writing(en.status.as_ref(), &status) {
         debug!(
             edgenode = %name,
             old = %serde_json::to_string(&en.status).unwrap_or_default(),
@@ -1407,6 +1421,38 @@ mod tests {
                 reason: "ProbationPassed".into(),
                 note: "the node may now take more than one replica of a service".into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_heart_beat_alone_is_not_written_but_rides_along_with_any_other_change() {
+        let en = registration("edge-1");
+        let verdict = judge(&en.spec, &TrustPolicy::open(), &facts(Some(0)));
+        let (status, _) = status_at(&en, &verdict, &facts(Some(0)), None, 60);
+        let beat = |s: &EdgeNodeStatus, secs: i64| EdgeNodeStatus {
+            last_heartbeat: Some(Time(at(secs))),
+            ..s.clone()
+        };
+        assert!(status_worth_writing(None, &status), "the first status");
+        assert!(
+            !status_worth_writing(Some(&status), &status),
+            "nothing changed"
+        );
+        assert!(
+            !status_worth_writing(Some(&status), &beat(&status, 3600)),
+            "a newer heart-beat alone, however much newer"
+        );
+        let mut not_ready = beat(&status, 3600);
+        not_ready.ready = false;
+        assert!(
+            status_worth_writing(Some(&status), &not_ready),
+            "going NotReady records the last heart-beat with it"
+        );
+        let mut never_beat = status.clone();
+        never_beat.last_heartbeat = None;
+        assert!(
+            status_worth_writing(Some(&never_beat), &status),
+            "the first heart-beat seen"
         );
     }
 
