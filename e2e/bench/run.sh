@@ -21,7 +21,7 @@ if [ -z "${BENCH_KUBECONFIG:-}" ]; then
   export EDGESHIFT_KCM_QPS=${BENCH_KCM_QPS:-1000}
   export EDGESHIFT_SCHEDULER_QPS=${BENCH_SCHEDULER_QPS:-1000}
   # ... and workers of its Deployment, ReplicaSet and endpoint controllers (default 10).
-  export EDGESHIFT_KCM_SYNCS=${BENCH_KCM_SYNCS:-50}
+  export EDGESHIFT_KCM_SYNCS=${BENCH_KCM_SYNCS:-10}
   # /debug/pprof on the API server (admin credentials) when profiling a run.
   export EDGESHIFT_APISERVER_PROFILING=${BENCH_APISERVER_PROFILING:-false}
   export EDGESHIFT_NODE_CIDR_MASK_SIZE=20
