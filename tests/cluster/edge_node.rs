@@ -333,6 +333,46 @@ async fn a_valid_registration_labels_and_taints_its_node_and_a_revoked_key_unlab
         Some("edge-2")
     );
 
+    // A steady node costs no writes: the Node heart-beats (as its kubelet would, set here
+    // because KWOK with leases beats only every ~10 minutes) and its EdgeNode stays as it was;
+    // the next real change carries that heart-beat along.
+    let edge_nodes: Api<EdgeNode> = Api::all(client.clone());
+    let before = edge_nodes.get(&name).await.expect("EdgeNode");
+    let beat = Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .expect("round");
+    nodes
+        .patch_status(
+            "edge-2",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"status": {"conditions": [
+                {"type": "Ready", "lastHeartbeatTime": beat.to_string()}
+            ]}})),
+        )
+        .await
+        .expect("Node heart-beat");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = edge_nodes.get(&name).await.expect("EdgeNode");
+    assert_eq!(
+        after.resource_version(),
+        before.resource_version(),
+        "a heart-beat alone wrote the EdgeNode: {:?}",
+        after.status
+    );
+    let mut cheaper = after.clone();
+    cheaper.spec.price_per_hour = Some(0.02);
+    key.sign(&mut cheaper.spec).expect("sign");
+    edge_nodes
+        .replace(&name, &PostParams::default(), &cheaper)
+        .await
+        .expect("a new price");
+    let repriced = judged(&client, &name, "re-scored", |s| s.score > status.score).await;
+    assert_eq!(
+        repriced.last_heartbeat.map(|t| t.0),
+        Some(beat),
+        "the write for the new price records the latest heart-beat"
+    );
+
     // Edge pods land there: a service that keeps one warm replica on the edge.
     let region = format!("{}-region", ns.name);
     let regions: Api<edgeshift::api::CloudRegion> = Api::all(client.clone());
