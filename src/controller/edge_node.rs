@@ -251,8 +251,6 @@ pub struct StatusInput<'a> {
     pub now: Timestamp,
 }
 
-/// The status to hold, with conditions moved only where they really changed, and the
-/// node's probation.
 /// Whether `new` is worth a status write over `old`: something other than the Node's
 /// heart-beat changed (the write then records the latest heart-beat too). A heart-beat alone
 /// is not written, so a steady edge node costs no API writes; a node that stops is recorded
@@ -267,6 +265,8 @@ pub fn status_worth_writing(old: Option<&EdgeNodeStatus>, new: &EdgeNodeStatus) 
     &same_beat != old
 }
 
+/// The status to hold, with conditions moved only where they really changed, and the
+/// node's probation.
 pub fn next_status(input: &StatusInput<'_>) -> (EdgeNodeStatus, Probation) {
     let en = input.edge_node;
     let now = seconds(input.now);

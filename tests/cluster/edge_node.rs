@@ -367,10 +367,14 @@ async fn a_valid_registration_labels_and_taints_its_node_and_a_revoked_key_unlab
         .await
         .expect("a new price");
     let repriced = judged(&client, &name, "re-scored", |s| s.score > status.score).await;
-    assert_eq!(
-        repriced.last_heartbeat.map(|t| t.0),
-        Some(beat),
-        "the write for the new price records the latest heart-beat"
+    // (KWOK may have beaten again since: at least ours.)
+    assert!(
+        repriced
+            .last_heartbeat
+            .as_ref()
+            .is_some_and(|t| t.0 >= beat),
+        "the write for the new price records the latest heart-beat: {:?}",
+        repriced.last_heartbeat
     );
 
     // Edge pods land there: a service that keeps one warm replica on the edge.
