@@ -679,11 +679,12 @@ async fn rto(b: &Bench, out: &mut RtoResults) -> Res<()> {
         }
         for (d, tuned) in &natives {
             if let Some(t) = done.get(d) {
-                if *tuned {
-                    out.native_tuned.push(*t);
+                let runs = if *tuned {
+                    &mut out.native_tuned
                 } else {
-                    out.native_default.push(*t);
-                }
+                    &mut out.native_default
+                };
+                runs.push(*t);
             }
         }
         if let Some(task) = takeover {
@@ -1160,18 +1161,17 @@ async fn mass(
                 .filter(|(s, r)| edge.get(*s).is_some_and(|e| e.0 >= **r && e.1 >= **r))
                 .count();
             if patched.is_none() && n_patched == affected.len() {
-                patched = Some((t0.elapsed().as_secs_f64(), now_ms()));
+                let secs = t0.elapsed().as_secs_f64();
+                patched = Some((secs, now_ms()));
                 if let (Some((run0, wait0)), Some((run1, wait1))) = (cpu0, b.operator_cpu()) {
                     let (run, wait) = (run1 - run0, wait1 - wait0);
-                    out.operator_cores
-                        .push(run / t0.elapsed().as_secs_f64().max(0.1));
+                    out.operator_cores.push(run / secs.max(0.1));
                     if run + wait > 0.0 {
                         out.operator_cpu_wait.push(wait / (run + wait) * 100.0);
                     }
                 }
                 b.say(&format!(
-                    "  every affected EdgeService's children patched after {:.1}s",
-                    t0.elapsed().as_secs_f64()
+                    "  every affected EdgeService's children patched after {secs:.1}s"
                 ));
             }
             ready_count = n_ready;

@@ -948,7 +948,8 @@ pub async fn check_options(client: &Client, options: &EdgeNodeOptions) -> Result
     }
 }
 
-/// What of a Node matters to its EdgeNodes (not every status heartbeat).
+/// What of a Node matters to its EdgeNodes: not its heart-beats, which a status write only
+/// carries along (`status_worth_writing`), so a heart-beat alone costs no reconcile either.
 fn node_fingerprint(node: &Node) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     node.labels().hash(&mut h);
@@ -966,11 +967,6 @@ fn node_fingerprint(node: &Node) -> Option<u64> {
         ready.status.hash(&mut h);
         ready
             .last_transition_time
-            .as_ref()
-            .map(|t| t.0.as_second())
-            .hash(&mut h);
-        ready
-            .last_heartbeat_time
             .as_ref()
             .map(|t| t.0.as_second())
             .hash(&mut h);

@@ -139,8 +139,9 @@ fn region_verdict(region: &CloudRegion) -> u64 {
 }
 
 /// What an EdgeService's plan reads of an EdgeNode (`observe::edge_node_view_for`): not its
-/// heart-beat time, messages or condition times. The EdgeNode controller writes the status on
-/// every Node heart-beat, and each such event used to queue every edge-using EdgeService.
+/// heart-beat time, messages, condition times or `allocatedReplicas`. The EdgeNode controller
+/// rewrites those as edge pods come and go, and each such event used to queue every
+/// edge-using EdgeService.
 fn edge_node_inputs(node: &EdgeNode) -> u64 {
     let mut h = DefaultHasher::new();
     // The view as any service sees it (its own allocations aside, hashed below whole); `now`
