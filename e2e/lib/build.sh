@@ -68,28 +68,27 @@ finish_bins() { # <name> <version>
   mv "$dir.partial" "$dir"
 }
 
-build_kubernetes() {
-  local version=$1 log=$2 dir gomod replaces=() r
-  dir=$(build_dir "kubernetes-$version")
-  new_wrapper "$dir" edgeshift.local/build-kubernetes
+# kubernetes_build <version> <log> <tool> <cmd...>: build k8s.io/kubernetes/cmd/<cmd> binaries
+# into the cache as <tool>, from a wrapper module that pins every staging module to its
+# published release (the module itself replaces them with local paths).
+kubernetes_build() {
+  local version=$1 log=$2 tool=$3 dir gomod replaces=() r c
+  shift 3
+  dir=$(build_dir "$tool-$version")
+  new_wrapper "$dir" "edgeshift.local/build-$tool"
   gomod=$(module_gomod "$dir" "k8s.io/kubernetes@$version")
   [ -n "$gomod" ] || { echo "cannot download k8s.io/kubernetes@$version" >>"$log"; return 1; }
   local staging=v0.${version#v1.}
   while IFS= read -r r; do replaces+=("-replace=$r"); done < <(staging_replaces "$gomod" "$staging")
   echo "replacing ${#replaces[@]} staging modules with $staging" >>"$log"
   (cd "$dir" && go mod edit -require="k8s.io/kubernetes@$version" "${replaces[@]}") >>"$log" 2>&1 || return 1
-  cat >"$dir/tools.go" <<'EOF'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-EOF
+  local pkgs=()
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for c in "${pkgs[@]}"; do printf '\t_ "%s"\n' "$c"; done
+    printf ')\n'
+  } >"$dir/tools.go"
   go_in "$dir" "$log" mod tidy -e || return 1
   local minor=${version#v1.}
   minor=${minor%%.*}
@@ -99,12 +98,18 @@ EOF
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
   local out
-  out="$(bin_dir kubernetes "$version").partial"
+  out="$(bin_dir "$tool" "$version").partial"
   mkdir -p "$out"
-  go_in "$dir" "$log" build -trimpath -ldflags "-s -w$ld" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl || return 1
-  finish_bins kubernetes "$version"
+  go_in "$dir" "$log" build -trimpath -ldflags "-s -w$ld" -o "$out/" "${pkgs[@]}" || return 1
+  finish_bins "$tool" "$version"
+}
+
+build_kubernetes() { # the control plane and kubectl, for the KWOK lane
+  kubernetes_build "$1" "$2" kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+build_kubernetes_node() { # a node's binaries, for the kind lane's node image
+  kubernetes_build "$1" "$2" kubernetes-node kubelet kubeadm kube-proxy
 }
 
 build_etcd() {

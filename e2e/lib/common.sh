@@ -17,6 +17,8 @@ bin_dir() { echo "$CACHE_DIR/bin/$1-$2"; }
 tool_bins() {
   case $1 in
     kubernetes) echo "kube-apiserver kube-controller-manager kube-scheduler kubectl" ;;
+    kubernetes-node) echo "kubelet kubeadm kube-proxy" ;;
+    kind | crictl | coredns | external-dns | pause) echo "$1" ;;
     etcd) echo "etcd" ;;
     kwok) echo "kwok" ;;
     helm) echo "helm" ;;
