@@ -6,7 +6,9 @@
 # Expects common.sh (CACHE_DIR, K8S_VERSION, bin_dir), KIND_VERSION, KIND_STATE, say/die.
 
 KIND_CACHE=$CACHE_DIR/kind
-NODE_IMAGE_TAG=edgeshift.local/kind-node:$K8S_VERSION
+# The tag carries a hash of what the image is made from, so a changed recipe builds anew.
+NODE_IMAGE_TAG=edgeshift.local/kind-node:$K8S_VERSION-$(cat "$REPO_DIR/e2e/kind/lib/images.sh" "$REPO_DIR/e2e/kind/runc-wrapper" \
+  "$REPO_DIR/e2e/kind/images/pause.c" "$REPO_DIR/e2e/versions.env" | sha256sum | cut -c1-10)
 # kubeadm v1.34's image names (kubeadm config images list); etcd and CoreDNS are ours.
 K8S_REGISTRY=registry.k8s.io
 ETCD_IMAGE_TAG=${ETCD_VERSION#v}-0
