@@ -637,6 +637,8 @@ async fn helm_install_creates_the_operator_with_least_privilege_and_uninstall_re
         ("", "configmaps", "watch"),
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "list"),
+        ("coordination.k8s.io", "leases", "watch"),
         ("coordination.k8s.io", "leases", "update"),
         ("coordination.k8s.io", "leases", "patch"),
     ] {
@@ -647,7 +649,7 @@ async fn helm_install_creates_the_operator_with_least_privilege_and_uninstall_re
     }
     assert_eq!(
         role_grants.len(),
-        7,
+        9,
         "Role grants more than it needs: {role_rules:?}"
     );
     Api::<RoleBinding>::namespaced(client.clone(), &ns.name)
@@ -676,6 +678,13 @@ async fn helm_install_creates_the_operator_with_least_privilege_and_uninstall_re
             &ns.name,
         ],
         &["watch", "configmaps/edgeshift-trust-policy", "-n", &ns.name],
+        // The standby watches the Lease to take over as soon as the leader releases it.
+        &[
+            "watch",
+            &format!("leases.coordination.k8s.io/{lease}"),
+            "-n",
+            &ns.name,
+        ],
     ];
     for args in allowed {
         assert!(
