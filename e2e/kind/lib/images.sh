@@ -210,6 +210,7 @@ build_operator_image() { # <release binary>
   install -m 0755 "$bin" "$dir/edgeshift"
   # Every shared library the binary loads, from the Debian tree (same bookworm glibc).
   for lib in $(ldd "$bin" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+    mkdir -p "$dir$(dirname "$lib")"
     cp -L "$base$lib" "$dir$lib" 2>/dev/null || cp -L "$base/usr$lib" "$dir$lib" ||
       die "library $lib of the operator binary is not in the Debian tree"
   done
