@@ -1,0 +1,341 @@
+//! The two load clients that measure an outage as users see it, each recording every
+//! request: one outside the cluster resolving the service's name through the outside DNS
+//! chain (ExternalDNS → etcd → CoreDNS, with the record's TTL), one in a pod outside the
+//! lost provider calling the in-cluster Service.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::TokioResolver;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use kube::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One request as a client saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// When it was sent, ms since the Unix epoch (the host's and the pods' clocks are one).
+    pub at_ms: u64,
+    /// The `target` that answered (a region or `edge`), or `None` when it failed.
+    pub target: Option<String>,
+    pub node: Option<String>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Requests per second both clients send.
+pub const RATE: u32 = 20;
+
+/// The outside client: resolves `hostname` through the DNS server at `server` (honouring the
+/// record's TTL, as a resolver library does), then GETs `http://<address>:<port>/`.
+pub struct DnsClient {
+    records: Arc<Mutex<Vec<Request>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DnsClient {
+    pub fn start(server: SocketAddr, hostname: String, port: u16) -> DnsClient {
+        let mut config = ResolverConfig::new();
+        config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_millis(500);
+        opts.attempts = 1;
+        opts.cache_size = 16;
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+                .with_options(opts)
+                .build();
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let out = records.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: usize = 0;
+            loop {
+                tick.tick().await;
+                n += 1;
+                let resolver = resolver.clone();
+                let host = hostname.clone();
+                let out = out.clone();
+                // Each request on its own task, so a hanging one does not slow the rate.
+                tokio::spawn(async move {
+                    let at_ms = now_ms();
+                    let answer = match resolver.ipv4_lookup(host.as_str()).await {
+                        Ok(a) => {
+                            let ips: Vec<IpAddr> = a.iter().map(|r| IpAddr::V4(r.0)).collect();
+                            // Clients spread over the addresses they are given.
+                            match ips.get(n % ips.len().max(1)) {
+                                Some(ip) => get(SocketAddr::new(*ip, port)).await,
+                                None => None,
+                            }
+                        }
+                        Err(_) => None,
+                    };
+                    let (target, node) = answer.unzip();
+                    if let Ok(mut r) = out.lock() {
+                        r.push(Request {
+                            at_ms,
+                            target,
+                            node,
+                        });
+                    }
+                });
+            }
+        });
+        DnsClient { records, task }
+    }
+
+    pub fn records(&self) -> Vec<Request> {
+        let mut r = self.records.lock().map(|r| r.clone()).unwrap_or_default();
+        r.sort_by_key(|q| q.at_ms);
+        r
+    }
+}
+
+impl Drop for DnsClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One GET with a 1 s connect and a 2 s answer budget: `(target, node)` on a 200.
+pub async fn get(addr: SocketAddr) -> Option<(String, String)> {
+    let fut = async {
+        let mut s =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                .await
+                .ok()?
+                .ok()?;
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        parse_body(body)
+    };
+    tokio::time::timeout(Duration::from_secs(3), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// `{"target":"..","node":"..","pod":".."}` → `(target, node)`.
+fn parse_body(body: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    Some((
+        v["target"].as_str()?.to_string(),
+        v["node"].as_str()?.to_string(),
+    ))
+}
+
+/// The in-cluster client: a pod of the workload image in `client` mode on `node`, calling
+/// the Service's ClusterIP (the static image has no resolver) for `seconds`.
+pub struct ServiceClient {
+    pods: Api<Pod>,
+    name: String,
+}
+
+impl ServiceClient {
+    pub async fn start(
+        client: &Client,
+        ns: &str,
+        name: &str,
+        node: &str,
+        cluster_ip: &str,
+        seconds: u64,
+    ) -> ServiceClient {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"app": "edgeshift-e2e-client"}},
+            "spec": {
+                "nodeName": node,
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{
+                    "name": "client",
+                    "image": crate::WORKLOAD_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "args": ["client", format!("{cluster_ip}:80"), RATE.to_string(), seconds.to_string()],
+                }],
+            }
+        }))
+        .expect("client pod");
+        let _ = pods
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await;
+        crate::wait_gone(&pods, name).await;
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create client pod");
+        crate::wait_for(
+            &format!("client pod {name} running"),
+            Duration::from_secs(60),
+            || async {
+                pods.get(name)
+                    .await
+                    .ok()
+                    .and_then(|p| p.status?.phase)
+                    .is_some_and(|p| p == "Running")
+            },
+        )
+        .await;
+        ServiceClient {
+            pods,
+            name: name.to_string(),
+        }
+    }
+
+    /// Every request so far, from the pod's log.
+    pub async fn records(&self) -> Vec<Request> {
+        let log = self
+            .pods
+            .logs(&self.name, &LogParams::default())
+            .await
+            .unwrap_or_default();
+        parse_client_log(&log)
+    }
+
+    pub async fn stop(self) {
+        let _ = self
+            .pods
+            .delete(&self.name, &DeleteParams::default().grace_period(0))
+            .await;
+    }
+}
+
+/// The workload client's lines: `<ms> ok <latency> {json}` or `<ms> err <latency> <why>`.
+pub fn parse_client_log(log: &str) -> Vec<Request> {
+    log.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let at_ms = f.next()?.parse().ok()?;
+            let ok = f.next()? == "ok";
+            let _latency = f.next();
+            let (target, node) = if ok {
+                parse_body(f.next()?).unzip()
+            } else {
+                (None, None)
+            };
+            Some(Request {
+                at_ms,
+                target,
+                node,
+            })
+        })
+        .collect()
+}
+
+/// What a client saw of one outage.
+#[derive(Debug, Default)]
+pub struct Outage {
+    /// First failed request → first of 20 consecutive successes after it (ms), if any failed.
+    pub window_ms: Option<u64>,
+    /// Failed requests in the whole recording.
+    pub lost: usize,
+    pub total: usize,
+    /// Targets that answered before the first failure, during the window, and after it.
+    pub before: BTreeMap<String, usize>,
+    pub during: BTreeMap<String, usize>,
+    pub after: BTreeMap<String, usize>,
+}
+
+pub fn outage(records: &[Request]) -> Outage {
+    let mut o = Outage {
+        total: records.len(),
+        lost: records.iter().filter(|r| r.target.is_none()).count(),
+        ..Outage::default()
+    };
+    let first_fail = records.iter().position(|r| r.target.is_none());
+    let end = first_fail.and_then(|f| {
+        let mut run = 0;
+        for (i, r) in records.iter().enumerate().skip(f) {
+            if r.target.is_some() {
+                run += 1;
+                if run == 20 {
+                    return Some(i + 1 - 20);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        None
+    });
+    if let (Some(f), Some(e)) = (first_fail, end) {
+        o.window_ms = Some(records[e].at_ms.saturating_sub(records[f].at_ms));
+    }
+    for (i, r) in records.iter().enumerate() {
+        let Some(t) = &r.target else { continue };
+        let bucket = match (first_fail, end) {
+            (Some(f), _) if i < f => &mut o.before,
+            (Some(_), Some(e)) if i < e => &mut o.during,
+            (Some(_), None) => &mut o.during,
+            (None, _) => &mut o.before,
+            _ => &mut o.after,
+        };
+        *bucket.entry(t.clone()).or_default() += 1;
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(at_ms: u64, target: Option<&str>) -> Request {
+        Request {
+            at_ms,
+            target: target.map(String::from),
+            node: None,
+        }
+    }
+
+    #[test]
+    fn the_window_runs_from_the_first_failure_to_twenty_successes_in_a_row() {
+        let mut r: Vec<Request> = (0..5).map(|i| req(i * 50, Some("aws-us-east-1"))).collect();
+        r.extend((5..10).map(|i| req(i * 50, None)));
+        r.push(req(500, Some("edge")));
+        r.push(req(550, None));
+        r.extend((12..40).map(|i| req(i * 50, Some("edge"))));
+        let o = outage(&r);
+        // failures from 250 ms; the run of 20 starts at 600 ms.
+        assert_eq!(o.window_ms, Some(350));
+        assert_eq!(o.lost, 6);
+        assert_eq!(o.before.get("aws-us-east-1"), Some(&5));
+        assert_eq!(o.during.get("edge"), Some(&1));
+        assert_eq!(o.after.get("edge"), Some(&28));
+    }
+
+    #[test]
+    fn no_failure_means_no_window() {
+        let r: Vec<Request> = (0..30).map(|i| req(i, Some("edge"))).collect();
+        let o = outage(&r);
+        assert_eq!((o.window_ms, o.lost), (None, 0));
+    }
+
+    #[test]
+    fn the_workload_client_log_parses() {
+        let log = "1000 ok 3 {\"target\":\"edge\",\"node\":\"n1\",\"pod\":\"p\"}\n1050 err 1000 connect: timed out\n";
+        let r = parse_client_log(log);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].target.as_deref(), Some("edge"));
+        assert_eq!(r[0].node.as_deref(), Some("n1"));
+        assert_eq!(r[1].target, None);
+    }
+}
