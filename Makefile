@@ -12,6 +12,7 @@ HELM ?= $(shell bash -c '. e2e/lib/common.sh; [ -x "$$HELM_BIN" ] && echo "$$HEL
 # Where `make manifests` writes (the packaging cluster test renders elsewhere to compare).
 MANIFESTS_OUT ?= manifests/install.yaml
 
+.PHONY: image kind-build kind-up kind-down kind-test kind-suite
 .PHONY: help demo test bench lint fmt-check clippy unit e2e-tests chaos crds cluster-build cluster-up cluster-down cluster-status chart-crds manifests helm-lint
 
 help: ## this list
@@ -20,12 +21,42 @@ help: ## this list
 demo: ## the main job: local cluster, operator, and a region-loss drill you can watch
 	e2e/demo.sh
 
-test: lint unit ## everything CI runs: fmt, clippy, unit tests, then cluster tests on a fresh local cluster
+test: lint unit ## everything CI runs: fmt, clippy, unit tests, the KWOK lane (cluster tests, chaos), then the kind lane
 	@$(MAKE) --no-print-directory cluster-down
 	@$(MAKE) --no-print-directory cluster-up
 	@status=0; $(MAKE) --no-print-directory e2e-tests || status=$$?; \
 	  $(MAKE) --no-print-directory cluster-down; \
-	  if [ $$status -ne 0 ]; then echo "cluster tests failed (component logs: target/e2e/logs)"; fi; \
+	  if [ $$status -ne 0 ]; then echo "cluster tests failed (component logs: target/e2e/logs)"; exit $$status; fi
+	@$(MAKE) --no-print-directory kind-test
+
+# The kind lane (e2e/kind/README.md): real kubelets and containers, built offline.
+image: ## the operator image, offline: the release binary on glibc + CA certificates, non-root, no shell
+	cargo build --release --locked --bin edgeshift
+	e2e/kind/kind.sh image
+
+kind-build: ## the kind lane's toolchain and images (Docker engine, kind, node/operator/workload images; cached)
+	e2e/kind/kind.sh build
+
+kind-up: kind-build ## a kind cluster: 3 regions, 3 edge nodes, the operator by helm install, the DNS chain
+	e2e/kind/kind.sh up
+
+kind-down: ## delete the kind cluster and stop what kind-up started (dockerd included, if it started it)
+	e2e/kind/kind.sh down
+
+kind-test: ## the kind lane alone: a fresh kind cluster, the scenarios, one table; leaves nothing behind
+	@e2e/kind/kind.sh down
+	@status=0; { $(MAKE) --no-print-directory kind-up && $(MAKE) --no-print-directory kind-suite; } || status=$$?; \
+	  e2e/kind/kind.sh down; \
+	  if [ $$status -ne 0 ]; then echo "kind lane failed (logs: target/e2e-kind)"; fi; \
+	  exit $$status
+
+# The scenarios take regions away, so they run one at a time; the table is printed at the end.
+kind-suite: ## the kind scenarios against the kind cluster (must be up)
+	@mkdir -p target/e2e-kind && rm -f target/e2e-kind/report.txt
+	@status=0; E2E_KUBECONFIG=$(CURDIR)/target/e2e-kind/kubeconfig E2E_FAULTS=$(CURDIR)/e2e/kind/kind.sh \
+	  cargo test --features e2e --test kind -- --test-threads=1 --nocapture || status=$$?; \
+	  echo "==> kind lane figures (seconds; windows: first failed request -> 20 successes in a row)"; \
+	  cat target/e2e-kind/report.txt 2>/dev/null || true; \
 	  exit $$status
 
 bench: ## benchmarks vs native Kubernetes on a cluster of their own (not part of test; ~1 h on 2 cores): one table
