@@ -3,8 +3,8 @@
 //! Every scenario runs the operator as production does — the real region prober (2 s × 3 by
 //! default), the EdgeNode controller verifying signed registrations of the community nodes,
 //! HTTPRoute and DNSEndpoint publishing — and injects faults through `e2e/cluster.sh` (or the
-//! injector named by `E2E_FAULTS`, e.g. `e2e/kind/faults.sh`): a lost region stops
-//! heart-beating and its health endpoint stops answering. A sampler records what a user would
+//! injector named by `E2E_FAULTS`): a lost region stops heart-beating and its health
+//! endpoint stops answering. A sampler records what a user would
 //! see every 250 ms (region verdicts, pods, EndpointSlices, route weights, DNS targets), each
 //! scenario asserts on that timeline and prints its RTO: first failed probe → replicas Ready
 //! where they moved and traffic shifted there.

@@ -76,8 +76,8 @@ region_endpoint() { echo "http://$(node_ip "$(region_node "$1")"):$HEALTH_PORT/h
 
 # The pod network, with no CNI daemon: on every node a ptp + host-local conflist for that
 # node's podCIDR (portmap for hostPorts), a route to every other node's pod CIDR through its
-# node IP, and masquerading for traffic that leaves the pod network. Nodes keep their IPs
-# across `docker pause`/`stop`+`start` on the kind network, so this is set once.
+# node IP, and masquerading for traffic that leaves the pod network. Set after the cluster
+# is created and again whenever a node is started or reconnected (every step is idempotent).
 pod_network() {
   local nodes n cidr ip other ocidr oip
   nodes=$(kk get nodes -o jsonpath='{range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}')
@@ -299,19 +299,28 @@ take_down() {
   done
 }
 bring_up() {
-  local c
+  local c changed=
   for c in "$@"; do
     case $MODE in
       pause) if [ "$(docker inspect -f '{{.State.Paused}}' "$c")" = true ]; then docker unpause "$c" >/dev/null; fi ;;
-      stop) if [ "$(docker inspect -f '{{.State.Running}}' "$c")" != true ]; then docker start "$c" >/dev/null; fi ;;
+      stop)
+        if [ "$(docker inspect -f '{{.State.Running}}' "$c")" != true ]; then
+          docker start "$c" >/dev/null
+          changed=1
+        fi
+        ;;
       disconnect)
         if [ -s "$KIND_STATE/ip-$c" ]; then
           docker network connect --ip "$(cat "$KIND_STATE/ip-$c")" kind "$c" 2>/dev/null || true
           rm -f "$KIND_STATE/ip-$c"
+          changed=1
         fi
         ;;
     esac
   done
+  # A restarted node lost its routes and masquerading (they live in its network namespace);
+  # a reconnected one lost the routes through its old interface: set the pod network again.
+  if [ -n "$changed" ]; then pod_network; fi
 }
 region_down() { [ -n "$(region_label "$1")" ] || die "unknown region '$1'"; take_down $(containers_of_region "$1"); }
 region_up() { [ -n "$(region_label "$1")" ] || die "unknown region '$1'"; bring_up $(containers_of_region "$1"); }
