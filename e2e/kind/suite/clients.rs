@@ -46,16 +46,7 @@ pub struct DnsClient {
 
 impl DnsClient {
     pub fn start(server: SocketAddr, hostname: String, port: u16) -> DnsClient {
-        let mut config = ResolverConfig::new();
-        config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_millis(500);
-        opts.attempts = 1;
-        opts.cache_size = 16;
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
-                .with_options(opts)
-                .build();
+        let resolver = resolver(server, 16);
         let records = Arc::new(Mutex::new(Vec::new()));
         let out = records.clone();
         let task = tokio::spawn(async move {
@@ -107,6 +98,28 @@ impl Drop for DnsClient {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A resolver asking only `server`, caching up to `cache_size` answers for their TTL.
+fn resolver(server: SocketAddr, cache_size: usize) -> TokioResolver {
+    let mut config = ResolverConfig::new();
+    config.add_name_server(NameServerConfig::new(server, Protocol::Udp));
+    let mut opts = ResolverOpts::default();
+    opts.timeout = Duration::from_millis(500);
+    opts.attempts = 1;
+    opts.cache_size = cache_size;
+    TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+        .with_options(opts)
+        .build()
+}
+
+/// The IPv4 addresses `server` gives for `name` right now (no cache; none on an error).
+pub async fn resolve(server: SocketAddr, name: &str) -> Vec<IpAddr> {
+    resolver(server, 0)
+        .ipv4_lookup(name)
+        .await
+        .map(|a| a.iter().map(|r| IpAddr::V4(r.0)).collect())
+        .unwrap_or_default()
 }
 
 /// One GET with a 1 s connect and a 2 s answer budget: `(target, node)` on a 200.

@@ -294,3 +294,60 @@ async fn z_no_image_was_pulled() {
         }
     }
 }
+
+/// After every scenario: the operator's pods never restarted (no panic, no crash, no
+/// failed liveness probe through five outages) and what they use, as the kubelet's
+/// container runtime measures it (working set, for the report).
+#[tokio::test]
+async fn y_operator_pods_survived_the_run() {
+    let client = client().await;
+    let pods = ready_pods(
+        &client,
+        "edgeshift-system",
+        "app.kubernetes.io/name=edgeshift",
+    )
+    .await;
+    assert_eq!(pods.len(), 2, "both operator replicas Ready at the end");
+    let mut memory = Vec::new();
+    for p in &pods {
+        let name = p.name_any();
+        let restarts: i32 = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(0);
+        assert_eq!(restarts, 0, "operator pod {name} restarted");
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let out = Command::new("docker")
+            .args([
+                "exec", &node, "crictl", "stats", "--output", "json", "--label",
+            ])
+            .arg(format!("io.kubernetes.pod.name={name}"))
+            .output()
+            .expect("docker exec crictl stats");
+        let stats: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        let bytes = stats["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                s["memory"]["workingSetBytes"]["value"]
+                    .as_str()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum::<u64>();
+        assert!(bytes > 0, "no memory figure for {name} on {node}: {stats}");
+        memory.push(format!("{name} {:.1} MiB", bytes as f64 / 1048576.0));
+    }
+    report(&format!(
+        "operator pods at the end (working set): {}",
+        memory.join(", ")
+    ));
+}

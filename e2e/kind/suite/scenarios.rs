@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use edgeshift::api::{CloudRegion, EdgeService, ServicePhase};
+use edgeshift::api::{CloudRegion, EdgeNode, EdgeService, RegionPhase, ServicePhase};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::api::{Api, PostParams};
-use kube::Client;
+use kube::{Client, ResourceExt};
 
 use crate::clients::{outage, DnsClient, Outage, Request, ServiceClient};
 use crate::*;
@@ -68,17 +69,21 @@ fn template(app: &str) -> serde_json::Value {
     })
 }
 
-/// An EdgeService over `regions` with one replica per region (a region is one node here and
-/// the pods publish a hostPort), failing over to the edge or spilling over by `mode`.
-async fn edge_service(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    regions: &[&str],
-    mode: &str,
-) -> Api<EdgeService> {
+/// The shape of a scenario's EdgeService.
+struct Shape<'a> {
+    regions: &'a [&'a str],
+    mode: &'a str,
+    placement: &'a str,
+    replicas: usize,
+    edge: serde_json::Value,
+}
+
+/// An EdgeService of `shape` (a region is one node here and the pods publish a hostPort, so a
+/// region runs one replica of it), published through DNS with every region's node address as
+/// its cloud target.
+async fn edge_service(client: &Client, ns: &str, name: &str, shape: Shape<'_>) -> Api<EdgeService> {
     let mut cloud_targets = BTreeMap::new();
-    for r in regions {
+    for r in shape.regions {
         cloud_targets.insert(
             r.to_string(),
             vec![internal_ip(&node_named(client, &format!("{r}-1")).await)],
@@ -89,13 +94,13 @@ async fn edge_service(
         "kind": "EdgeService",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "replicas": regions.len(),
-            "regions": regions,
-            "placement": "Spread",
+            "replicas": shape.replicas,
+            "regions": shape.regions,
+            "placement": shape.placement,
             "template": template(name),
             "fallback": {
-                "mode": mode,
-                "edge": {"maxReplicas": 3, "maxPerNode": 1},
+                "mode": shape.mode,
+                "edge": shape.edge,
                 "failback": {"stabilizationSeconds": STABILIZATION_SECONDS, "stepSeconds": STEP_SECONDS, "steps": [25, 50, 100]},
             },
             "traffic": {
@@ -195,9 +200,12 @@ async fn phase(api: &Api<EdgeService>, name: &str) -> Option<ServicePhase> {
         .and_then(|e| e.status?.phase)
 }
 
+/// When a region was sampled, its name, whether a probe failed, whether it was Down.
+type RegionSample = (Instant, String, bool, bool);
+
 /// Region verdicts and probe results, sampled every 250 ms: the first failed probe and Down.
 struct RegionWatch {
-    samples: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String, bool, bool)>>>,
+    samples: std::sync::Arc<std::sync::Mutex<Vec<RegionSample>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -277,11 +285,230 @@ fn since(r: &[Request], from_ms: u64) -> Vec<Request> {
     r.iter().filter(|q| q.at_ms >= from_ms).cloned().collect()
 }
 
+/// Where every scenario starts: every region Healthy, every edge node verified and ready,
+/// both operator pods Ready, and nothing of an earlier scenario still terminating (its pods
+/// hold the hostPort a new one needs).
+async fn settled(client: &Client) {
+    let regions: Api<CloudRegion> = Api::all(client.clone());
+    let edge_nodes: Api<EdgeNode> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_for(
+        "every region Healthy, every edge node ready, no scenario namespace terminating",
+        Duration::from_secs(300),
+        || async {
+            let healthy = regions.list(&Default::default()).await.is_ok_and(|l| {
+                l.items.len() == REGIONS.len()
+                    && l.items.iter().all(|r| {
+                        r.status.as_ref().and_then(|s| s.phase) == Some(RegionPhase::Healthy)
+                    })
+            });
+            let edge = edge_nodes.list(&Default::default()).await.is_ok_and(|l| {
+                l.items.len() == EDGE_NODES.len()
+                    && l.items
+                        .iter()
+                        .all(|n| n.status.as_ref().is_some_and(|s| s.verified && s.ready))
+            });
+            let quiet = namespaces.list(&Default::default()).await.is_ok_and(|l| {
+                l.items.iter().all(|n| {
+                    !n.name_any().starts_with("kind-") || n.metadata.deletion_timestamp.is_none()
+                })
+            });
+            let operator = ready_pods(
+                client,
+                "edgeshift-system",
+                "app.kubernetes.io/name=edgeshift",
+            )
+            .await
+            .len()
+                == 2;
+            healthy && edge && quiet && operator
+        },
+    )
+    .await;
+}
+
+/// The two clients of a scenario: outside through DNS, inside through the Service from a pod
+/// on `node`.
+struct Clients {
+    dns: DnsClient,
+    svc: ServiceClient,
+}
+
+impl Clients {
+    async fn start(client: &Client, ns: &str, name: &str, node: &str) -> Clients {
+        let dns = DnsClient::start(dns_server(), format!("{name}.edgeshift.test"), HOST_PORT);
+        wait_for(
+            &format!("{name} answering through the outside DNS"),
+            Duration::from_secs(90),
+            || async {
+                dns.records()
+                    .iter()
+                    .rev()
+                    .take(20)
+                    .filter(|r| r.target.is_some())
+                    .count()
+                    == 20
+            },
+        )
+        .await;
+        let ip = cluster_ip(client, ns, name).await;
+        let svc =
+            ServiceClient::start(client, ns, &format!("client-{name}"), node, &ip, 1200).await;
+        // A few seconds of clean traffic before anything is taken away.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Clients { dns, svc }
+    }
+
+    /// What both clients saw from `from_ms` on: (DNS, Service).
+    async fn since(&self, from_ms: u64) -> (Outage, Outage) {
+        (
+            outage(&since(&self.dns.records(), from_ms)),
+            outage(&since(&self.svc.records().await, from_ms)),
+        )
+    }
+
+    async fn stop(self) {
+        drop(self.dns);
+        self.svc.stop().await;
+    }
+}
+
+async fn ready_on(client: &Client, ns: &str, app: &str, target: &str) -> Vec<Pod> {
+    ready_pods(
+        client,
+        ns,
+        &format!("app={app},edgeshift.io/target={target}"),
+    )
+    .await
+}
+
+fn node_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until `want` edge replicas are Ready and the phase is OnEdge; returns when the
+/// replicas were Ready.
+async fn until_on_edge(
+    client: &Client,
+    api: &Api<EdgeService>,
+    ns: &str,
+    name: &str,
+    want: usize,
+) -> Instant {
+    let mut ready_at = None;
+    let deadline = Deadline::new(
+        &format!("{name} OnEdge with {want} edge replicas Ready"),
+        Duration::from_secs(180),
+    );
+    loop {
+        if ready_at.is_none() && ready_on(client, ns, name, "edge").await.len() >= want {
+            ready_at = Some(Instant::now());
+        }
+        if ready_at.is_some() && phase(api, name).await == Some(ServicePhase::OnEdge) {
+            return ready_at.unwrap_or_else(Instant::now);
+        }
+        deadline.tick().await;
+    }
+}
+
+/// Brings `regions` back (by `mode`) and waits for the failback to end: phase Normal, each
+/// of `home` serving again and nothing left Ready on `away` (the edge, or the region a
+/// Spillover used); then long enough for every DNS answer given meanwhile to expire. Returns
+/// what the clients saw from the moment the regions came back: (DNS, Service).
+async fn failback(
+    client: &Client,
+    api: &Api<EdgeService>,
+    clients: &Clients,
+    (ns, name): (&str, &str),
+    (mode, regions): (&str, &[&str]),
+    (home, away): (&[&str], &str),
+) -> (Outage, Outage) {
+    let back_ms = clients::now_ms();
+    for r in regions {
+        faults_with(&["region-up", r], &[("MODE", mode)]);
+    }
+    let limit = Duration::from_secs(u64::from(STABILIZATION_SECONDS + 4 * STEP_SECONDS) + 240);
+    wait_for(
+        &format!("{name} failed back to {home:?}"),
+        limit,
+        || async {
+            if phase(api, name).await != Some(ServicePhase::Normal)
+                || !ready_on(client, ns, name, away).await.is_empty()
+            {
+                return false;
+            }
+            for h in home {
+                if ready_on(client, ns, name, h).await.is_empty() {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(u64::from(DNS_TTL) + 5)).await;
+    clients.since(back_ms).await
+}
+
+fn assert_failback_lossless(scenario: &str, fb_dns: &Outage, fb_svc: &Outage, home: &[&str]) {
+    assert_eq!(
+        fb_svc.lost, 0,
+        "{scenario}: failback must not fail a request through the Service: {fb_svc:?}"
+    );
+    assert_eq!(
+        fb_dns.lost, 0,
+        "{scenario}: failback must not fail a request through DNS: {fb_dns:?}"
+    );
+    for o in [fb_svc, fb_dns] {
+        let last = if o.window_ms.is_some() {
+            &o.after
+        } else {
+            &o.before
+        };
+        assert!(
+            home.iter().any(|h| last.contains_key(*h)),
+            "{scenario}: after failback {home:?} serve again: {o:?}"
+        );
+    }
+}
+
+fn seconds(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1}", d.as_secs_f64()))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One row of the table.
+fn row(
+    scenario: &str,
+    detect: Option<Duration>,
+    rto: Option<Duration>,
+    dns: Option<&Outage>,
+    svc: &Outage,
+) -> String {
+    format!(
+        "{:<36} {:>7} {:>7} {:>8} {:>6} {:>8} {:>6}  {} | {} | {}",
+        scenario,
+        seconds(detect),
+        seconds(rto),
+        dns.map(window).unwrap_or_else(|| "-".into()),
+        dns.map(|o| o.lost.to_string())
+            .unwrap_or_else(|| "-".into()),
+        window(svc),
+        svc.lost,
+        targets(&svc.before),
+        targets(&svc.during),
+        targets(&svc.after),
+    )
+}
+
 pub fn header() {
     let path = state_dir().join("report.txt");
     if !path.exists() {
         report(&format!(
-            "{:<34} {:>8} {:>8} {:>9} {:>10} {:>9} {:>10}  {}",
+            "{:<36} {:>7} {:>7} {:>8} {:>6} {:>8} {:>6}  {}",
             "scenario",
             "detect",
             "RTO",
@@ -289,10 +516,13 @@ pub fn header() {
             "lost",
             "Svc win",
             "lost",
-            "targets (Service client: before | during | after)"
+            "Service client's targets: before | during | after"
         ));
     }
 }
+
+const AWS: [&str; 2] = ["aws-us-east-1", "aws-us-west-2"];
+const EDGE_NODES: [&str; 3] = ["edge-1", "edge-2", "edge-3"];
 
 /// Provider lost to the edge: both AWS regions' nodes are frozen (`docker pause`: no
 /// heart-beats, no answers, as a provider outage looks from outside). The EdgeService fails
@@ -304,17 +534,17 @@ async fn s1_provider_lost_to_the_edge() {
     let client = client().await;
     let _restore = Restore;
     header();
+    settled(&client).await;
     let ns = TestNamespace::new(&client, "kind-provider").await;
-    let gcp = node_named(&client, "gcp-europe-west1-1").await;
-    let gcp_node = gcp.metadata.name.clone().unwrap_or_default();
-    let api = edge_service(
-        &client,
-        &ns.name,
-        "shop",
-        &["aws-us-east-1", "aws-us-west-2"],
-        "Failover",
-    )
-    .await;
+    let gcp_node = node_named(&client, "gcp-europe-west1-1").await.name_any();
+    let shape = Shape {
+        regions: &AWS,
+        mode: "Failover",
+        placement: "Spread",
+        replicas: 2,
+        edge: serde_json::json!({"maxReplicas": 3, "maxPerNode": 1}),
+    };
+    let api = edge_service(&client, &ns.name, "shop", shape).await;
     native(&client, &ns.name, "native", None).await;
     native(&client, &ns.name, "native-tuned", Some(30)).await;
     wait_for(
@@ -325,7 +555,7 @@ async fn s1_provider_lost_to_the_edge() {
                 && ready_pods(
                     &client,
                     &ns.name,
-                    "app=shop,edgeshift.io/target notin (edge)",
+                    "app=shop,edgeshift.io/target in (aws-us-east-1,aws-us-west-2)",
                 )
                 .await
                 .len()
@@ -333,84 +563,44 @@ async fn s1_provider_lost_to_the_edge() {
         },
     )
     .await;
+    let mut aws_nodes = Vec::new();
+    for r in AWS {
+        aws_nodes.push(node_named(&client, &format!("{r}-1")).await.name_any());
+    }
+    let mut natives = Vec::new();
     for n in ["native", "native-tuned"] {
+        // Both replicas must start in AWS (they prefer it), or the comparison means nothing.
         wait_for(
-            &format!("{n} Ready on AWS"),
+            &format!("{n}'s 2 replicas Ready on the AWS nodes"),
             Duration::from_secs(120),
             || async {
-                ready_pods(&client, &ns.name, &format!("app={n}"))
-                    .await
-                    .len()
-                    == 2
+                let pods = ready_pods(&client, &ns.name, &format!("app={n}")).await;
+                pods.len() == 2 && pods.iter().all(|p| aws_nodes.contains(&node_of(p)))
             },
         )
         .await;
+        let ip = cluster_ip(&client, &ns.name, n).await;
+        natives.push(
+            ServiceClient::start(
+                &client,
+                &ns.name,
+                &format!("client-{n}"),
+                &gcp_node,
+                &ip,
+                1200,
+            )
+            .await,
+        );
     }
-    let dns = DnsClient::start(dns_server(), "shop.edgeshift.test".into(), HOST_PORT);
-    wait_for(
-        "shop resolvable through the outside DNS",
-        Duration::from_secs(60),
-        || async {
-            dns.records()
-                .iter()
-                .rev()
-                .take(20)
-                .filter(|r| r.target.is_some())
-                .count()
-                == 20
-        },
-    )
-    .await;
-    let shop_ip = cluster_ip(&client, &ns.name, "shop").await;
-    let svc =
-        ServiceClient::start(&client, &ns.name, "client-shop", &gcp_node, &shop_ip, 1200).await;
-    let native_ip = cluster_ip(&client, &ns.name, "native").await;
-    let native_svc = ServiceClient::start(
-        &client,
-        &ns.name,
-        "client-native",
-        &gcp_node,
-        &native_ip,
-        1200,
-    )
-    .await;
-    let tuned_ip = cluster_ip(&client, &ns.name, "native-tuned").await;
-    let tuned_svc = ServiceClient::start(
-        &client,
-        &ns.name,
-        "client-native-tuned",
-        &gcp_node,
-        &tuned_ip,
-        1200,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let clients = Clients::start(&client, &ns.name, "shop", &gcp_node).await;
 
     let regions = RegionWatch::start(&client);
     let t0 = Instant::now();
     let t0_ms = clients::now_ms();
-    faults(&["region-down", "aws-us-east-1"]);
-    faults(&["region-down", "aws-us-west-2"]);
-    // edgeshift: replicas Ready on the edge, and the phase OnEdge.
-    let mut edge_ready = None;
-    let deadline = Deadline::new(
-        "shop OnEdge with 2 edge replicas Ready",
-        Duration::from_secs(120),
-    );
-    loop {
-        if edge_ready.is_none()
-            && ready_pods(&client, &ns.name, "app=shop,edgeshift.io/target=edge")
-                .await
-                .len()
-                >= 2
-        {
-            edge_ready = Some(Instant::now());
-        }
-        if edge_ready.is_some() && phase(&api, "shop").await == Some(ServicePhase::OnEdge) {
-            break;
-        }
-        deadline.tick().await;
+    for r in AWS {
+        faults(&["region-down", r]);
     }
+    let edge_ready = until_on_edge(&client, &api, &ns.name, "shop", 2).await;
     // Kubernetes alone: the plain Deployments come back once their pods are evicted
     // (node-monitor-grace-period + tolerationSeconds) and rescheduled; wait for both.
     let mut native_ready = BTreeMap::new();
@@ -420,94 +610,65 @@ async fn s1_provider_lost_to_the_edge() {
     );
     while native_ready.len() < 2 {
         for n in ["native", "native-tuned"] {
-            if !native_ready.contains_key(n) {
-                let pods = ready_pods(&client, &ns.name, &format!("app={n}")).await;
-                if pods.iter().any(|p| {
-                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(gcp_node.as_str())
-                }) {
-                    native_ready.insert(n, Instant::now());
-                }
+            if !native_ready.contains_key(n)
+                && ready_pods(&client, &ns.name, &format!("app={n}"))
+                    .await
+                    .iter()
+                    .any(|p| node_of(p) == gcp_node)
+            {
+                native_ready.insert(n, Instant::now());
             }
         }
         deadline.tick().await;
     }
     // Clients keep going a few more seconds so the windows can close.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (failed, down) = regions.first_failed_and_down(t0, &["aws-us-east-1", "aws-us-west-2"]);
-    let edge_ready = edge_ready.unwrap_or(t0);
-    let rto = edge_ready.saturating_duration_since(failed);
+    let (failed, down) = regions.first_failed_and_down(t0, &AWS);
     let detect = down.map(|d| d.saturating_duration_since(failed));
-    let dns_loss = outage(&since(&dns.records(), t0_ms));
-    let svc_loss = outage(&since(&svc.records().await, t0_ms));
-    let native_loss = outage(&since(&native_svc.records().await, t0_ms));
-    let tuned_loss = outage(&since(&tuned_svc.records().await, t0_ms));
-    let native_rto = native_ready["native"].saturating_duration_since(failed);
-    let tuned_rto = native_ready["native-tuned"].saturating_duration_since(failed);
+    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    let native_loss = outage(&since(&natives[0].records().await, t0_ms));
+    let tuned_loss = outage(&since(&natives[1].records().await, t0_ms));
+    let rto = |at: Instant| Some(at.saturating_duration_since(failed));
 
-    // Failback: AWS returns; after the stabilization time edgeshift scales the cloud up,
-    // moves traffic back in steps and scales the edge down last, make-before-break.
-    let back_ms = clients::now_ms();
-    faults(&["region-up", "aws-us-east-1"]);
-    faults(&["region-up", "aws-us-west-2"]);
-    let limit = Duration::from_secs(u64::from(STABILIZATION_SECONDS + 4 * STEP_SECONDS) + 180);
-    wait_for("shop Normal again, the edge scaled down", limit, || async {
-        phase(&api, "shop").await == Some(ServicePhase::Normal)
-            && ready_pods(&client, &ns.name, "app=shop,edgeshift.io/target=edge")
-                .await
-                .is_empty()
-    })
+    let (fb_dns, fb_svc) = failback(
+        &client,
+        &api,
+        &clients,
+        (&ns.name, "shop"),
+        ("pause", &AWS),
+        (&AWS, "edge"),
+    )
     .await;
-    // Long enough for every DNS answer given during failback to expire and be replaced.
-    tokio::time::sleep(Duration::from_secs(u64::from(DNS_TTL) + 5)).await;
-    let dns_back = since(&dns.records(), back_ms);
-    let svc_back = since(&svc.records().await, back_ms);
-    let fb_dns = outage(&dns_back);
-    let fb_svc = outage(&svc_back);
-    drop(dns);
-    for c in [svc, native_svc, tuned_svc] {
+    clients.stop().await;
+    for c in natives {
         c.stop().await;
     }
 
-    let line = |scenario: &str, rto: String, o_dns: Option<&Outage>, o_svc: &Outage| {
-        format!(
-            "{:<34} {:>8} {:>8} {:>9} {:>10} {:>9} {:>10}  {} | {} | {}",
-            scenario,
-            detect
-                .map(|d| format!("{:.1}", d.as_secs_f64()))
-                .unwrap_or_else(|| "-".into()),
-            rto,
-            o_dns.map(window).unwrap_or_else(|| "-".into()),
-            o_dns
-                .map(|o| o.lost.to_string())
-                .unwrap_or_else(|| "-".into()),
-            window(o_svc),
-            o_svc.lost,
-            targets(&o_svc.before),
-            targets(&o_svc.during),
-            targets(&o_svc.after),
-        )
-    };
-    report(&line(
+    report(&row(
         "provider lost to the edge (pause)",
-        format!("{:.1}", rto.as_secs_f64()),
+        detect,
+        rto(edge_ready),
         Some(&dns_loss),
         &svc_loss,
     ));
-    report(&line(
+    report(&row(
         "  native k8s, default tolerations",
-        format!("{:.1}", native_rto.as_secs_f64()),
+        detect,
+        rto(native_ready["native"]),
         None,
         &native_loss,
     ));
-    report(&line(
+    report(&row(
         "  native k8s, tolerationSeconds 30",
-        format!("{:.1}", tuned_rto.as_secs_f64()),
+        detect,
+        rto(native_ready["native-tuned"]),
         None,
         &tuned_loss,
     ));
-    report(&line(
+    report(&row(
         "  failback in steps (AWS back)",
-        "-".into(),
+        None,
+        None,
         Some(&fb_dns),
         &fb_svc,
     ));
@@ -526,33 +687,505 @@ async fn s1_provider_lost_to_the_edge() {
     // the edge and the phase says so; plus what the clients saw: the service answered again
     // from the edge, through the Service and through DNS, and failback lost nothing.
     assert!(down.is_some(), "both AWS regions must be Down");
+    assert_served_from("the Service client", &svc_loss, "edge");
+    assert_served_from("the DNS client", &dns_loss, "edge");
     assert!(
-        svc_loss.after.contains_key("edge"),
-        "the Service client must be served from the edge: {svc_loss:?}"
+        native_loss.lost > 0,
+        "native Kubernetes must have lost requests while its pods sat on frozen nodes: {native_loss:?}"
     );
-    assert!(
-        dns_loss.after.contains_key("edge"),
-        "the DNS client must be served from the edge: {dns_loss:?}"
-    );
-    assert!(
-        svc_loss.window_ms.is_some() || svc_loss.lost == 0,
-        "{svc_loss:?}"
-    );
-    assert_eq!(
-        fb_svc.lost, 0,
-        "failback must not fail a request through the Service: {fb_svc:?}"
-    );
-    assert_eq!(
-        fb_dns.lost, 0,
-        "failback must not fail a request through DNS: {fb_dns:?}"
-    );
-    assert!(
-        fb_svc
-            .after
-            .keys()
-            .chain(fb_svc.before.keys())
-            .any(|t| t.starts_with("aws-")),
-        "after failback the cloud serves again: {fb_svc:?}"
-    );
+    assert_failback_lossless("provider loss", &fb_dns, &fb_svc, &AWS);
     assert_no_image_pulls(&client).await;
+}
+
+/// After the outage, `target` answered the client.
+fn assert_served_from(who: &str, o: &Outage, target: &str) {
+    let last = if o.window_ms.is_some() {
+        &o.after
+    } else {
+        &o.before
+    };
+    assert!(
+        last.contains_key(target),
+        "{who} must be served from {target} after the outage: {o:?}"
+    );
+}
+
+/// Region lost with Spillover: `docker stop` of aws-us-east-1's node (the machine is gone,
+/// its containers with it). The replica moves to the next region in preference order,
+/// gcp-europe-west1, not to the edge; DNS and the Service follow; when the node is started
+/// again (kubelet, containerd and the pods restart; the pod network is set up again) the
+/// replica and the traffic move back.
+#[tokio::test]
+async fn s2_region_lost_with_spillover() {
+    let client = client().await;
+    let _restore = Restore;
+    header();
+    settled(&client).await;
+    let ns = TestNamespace::new(&client, "kind-spillover").await;
+    let gcp_node = node_named(&client, "gcp-europe-west1-1").await.name_any();
+    let east = ["aws-us-east-1"];
+    let shape = Shape {
+        regions: &["aws-us-east-1", "gcp-europe-west1"],
+        mode: "Spillover",
+        placement: "Ordered",
+        replicas: 1,
+        edge: serde_json::json!({"maxReplicas": 2, "maxPerNode": 1}),
+    };
+    let api = edge_service(&client, &ns.name, "cart", shape).await;
+    wait_for(
+        "cart Ready in aws-us-east-1",
+        Duration::from_secs(120),
+        || async {
+            ready_on(&client, &ns.name, "cart", "aws-us-east-1")
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    let clients = Clients::start(&client, &ns.name, "cart", &gcp_node).await;
+
+    let regions = RegionWatch::start(&client);
+    let t0 = Instant::now();
+    let t0_ms = clients::now_ms();
+    faults_with(&["region-down", "aws-us-east-1"], &[("MODE", "stop")]);
+    let deadline = Deadline::new("cart Ready in gcp-europe-west1", Duration::from_secs(180));
+    while ready_on(&client, &ns.name, "cart", "gcp-europe-west1")
+        .await
+        .is_empty()
+    {
+        deadline.tick().await;
+    }
+    let spilled = Instant::now();
+    wait_for(
+        "both clients served by gcp-europe-west1",
+        Duration::from_secs(60),
+        || async {
+            let (d, s) = clients.since(t0_ms).await;
+            [d, s]
+                .iter()
+                .all(|o| o.window_ms.is_some() && o.after.contains_key("gcp-europe-west1"))
+        },
+    )
+    .await;
+    let (failed, down) = regions.first_failed_and_down(t0, &east);
+    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    let es = api.get("cart").await.expect("cart");
+    let st = es.status.clone().unwrap_or_default();
+
+    let (fb_dns, fb_svc) = failback(
+        &client,
+        &api,
+        &clients,
+        (&ns.name, "cart"),
+        ("stop", &east),
+        (&east, "gcp-europe-west1"),
+    )
+    .await;
+    clients.stop().await;
+    report(&row(
+        "region lost, Spillover (stop)",
+        down.map(|d| d.saturating_duration_since(failed)),
+        Some(spilled.saturating_duration_since(failed)),
+        Some(&dns_loss),
+        &svc_loss,
+    ));
+    report(&row(
+        "  failback (node started again)",
+        None,
+        None,
+        Some(&fb_dns),
+        &fb_svc,
+    ));
+
+    // The KWOK twin's assertions: the lost region is Down, its replica went to the other
+    // region and not to the edge, FailedOver/RegionLost names it.
+    assert!(down.is_some(), "aws-us-east-1 must be Down");
+    assert!(
+        ready_on(&client, &ns.name, "cart", "edge").await.is_empty()
+            && !svc_loss.after.contains_key("edge")
+            && !dns_loss.after.contains_key("edge"),
+        "Spillover uses the other region, not the edge: {svc_loss:?} {dns_loss:?}"
+    );
+    let failed_over = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "FailedOver")
+        .unwrap_or_else(|| panic!("FailedOver condition: {st:?}"));
+    assert_eq!(
+        (failed_over.status.as_str(), failed_over.reason.as_str()),
+        ("True", "RegionLost")
+    );
+    assert!(
+        failed_over.message.contains("aws-us-east-1"),
+        "{failed_over:?}"
+    );
+    assert_served_from("the Service client", &svc_loss, "gcp-europe-west1");
+    assert_served_from("the DNS client", &dns_loss, "gcp-europe-west1");
+    assert_failback_lossless("Spillover", &fb_dns, &fb_svc, &east);
+}
+
+/// A region cut off by the network: aws-us-west-2's node leaves the Docker network (`docker
+/// network disconnect`): it keeps running, but neither the control plane, the operator nor
+/// any client reaches it. edgeshift fails over to the edge; when the node is reconnected
+/// (same address, its pod routes set up again) the service fails back.
+#[tokio::test]
+async fn s3_region_cut_off_by_the_network() {
+    let client = client().await;
+    let _restore = Restore;
+    header();
+    settled(&client).await;
+    let ns = TestNamespace::new(&client, "kind-netcut").await;
+    let gcp_node = node_named(&client, "gcp-europe-west1-1").await.name_any();
+    let west = ["aws-us-west-2"];
+    let shape = Shape {
+        regions: &west,
+        mode: "Failover",
+        placement: "Spread",
+        replicas: 1,
+        edge: serde_json::json!({"maxReplicas": 2, "maxPerNode": 1}),
+    };
+    let api = edge_service(&client, &ns.name, "api", shape).await;
+    wait_for(
+        "api Ready in aws-us-west-2",
+        Duration::from_secs(120),
+        || async {
+            ready_on(&client, &ns.name, "api", "aws-us-west-2")
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    let clients = Clients::start(&client, &ns.name, "api", &gcp_node).await;
+
+    let regions = RegionWatch::start(&client);
+    let t0 = Instant::now();
+    let t0_ms = clients::now_ms();
+    faults_with(&["region-down", "aws-us-west-2"], &[("MODE", "disconnect")]);
+    let edge_ready = until_on_edge(&client, &api, &ns.name, "api", 1).await;
+    wait_for(
+        "both clients served by the edge",
+        Duration::from_secs(60),
+        || async {
+            let (d, s) = clients.since(t0_ms).await;
+            [d, s]
+                .iter()
+                .all(|o| o.window_ms.is_some() && o.after.contains_key("edge"))
+        },
+    )
+    .await;
+    let (failed, down) = regions.first_failed_and_down(t0, &west);
+    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    let (fb_dns, fb_svc) = failback(
+        &client,
+        &api,
+        &clients,
+        (&ns.name, "api"),
+        ("disconnect", &west),
+        (&west, "edge"),
+    )
+    .await;
+    clients.stop().await;
+    report(&row(
+        "region cut off (network disconnect)",
+        down.map(|d| d.saturating_duration_since(failed)),
+        Some(edge_ready.saturating_duration_since(failed)),
+        Some(&dns_loss),
+        &svc_loss,
+    ));
+    report(&row(
+        "  failback (reconnected)",
+        None,
+        None,
+        Some(&fb_dns),
+        &fb_svc,
+    ));
+
+    assert!(down.is_some(), "aws-us-west-2 must be Down");
+    assert_served_from("the Service client", &svc_loss, "edge");
+    assert_served_from("the DNS client", &dns_loss, "edge");
+    assert_failback_lossless("network cut", &fb_dns, &fb_svc, &west);
+}
+
+/// The Lease named `<release>-leader` in the operator's namespace and its holder.
+async fn leader(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "edgeshift-system");
+    leases
+        .list(&Default::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .find(|l| l.name_any().ends_with("-leader"))
+        .and_then(|l| l.spec?.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+/// The leader pod killed mid-failover: as soon as aws-us-east-1 fails its first probe, the
+/// leader's process is frozen (it can neither renew nor release its Lease, as a crashed or
+/// hung process) and its pod deleted. The standby takes over when the Lease expires,
+/// re-probes from cluster state, and completes the failover alone: one edge Deployment, the
+/// edge replicas within bounds, the clients served from the edge.
+#[tokio::test]
+async fn s4_leader_pod_killed_mid_failover() {
+    let client = client().await;
+    let _restore = Restore;
+    header();
+    settled(&client).await;
+    let ns = TestNamespace::new(&client, "kind-leader").await;
+    let gcp_node = node_named(&client, "gcp-europe-west1-1").await.name_any();
+    let east = ["aws-us-east-1"];
+    let shape = Shape {
+        regions: &east,
+        mode: "Failover",
+        placement: "Spread",
+        replicas: 1,
+        edge: serde_json::json!({"maxReplicas": 2, "maxPerNode": 1}),
+    };
+    let api = edge_service(&client, &ns.name, "pay", shape).await;
+    wait_for(
+        "pay Ready in aws-us-east-1",
+        Duration::from_secs(120),
+        || async {
+            ready_on(&client, &ns.name, "pay", "aws-us-east-1")
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    let clients = Clients::start(&client, &ns.name, "pay", &gcp_node).await;
+    let old_leader = leader(&client).await.expect("a leader holds the Lease");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "edgeshift-system");
+    let leader_node = node_of(&pods.get(&old_leader).await.expect("the leader's pod"));
+
+    let regions = RegionWatch::start(&client);
+    let t0 = Instant::now();
+    let t0_ms = clients::now_ms();
+    faults(&["region-down", "aws-us-east-1"]);
+    let deadline = Deadline::new(
+        "aws-us-east-1's first failed probe",
+        Duration::from_secs(60),
+    );
+    while regions.first_failed_and_down(t0, &east).0 == t0 {
+        deadline.tick().await;
+    }
+    let killed = Instant::now();
+    let frozen = std::process::Command::new("docker")
+        .args(["exec", &leader_node, "pkill", "-STOP", "-x", "edgeshift"])
+        .status()
+        .expect("docker exec");
+    assert!(
+        frozen.success(),
+        "freezing the leader on {leader_node} failed"
+    );
+    pods.delete(
+        &old_leader,
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await
+    .expect("delete the leader's pod");
+    let deadline = Deadline::new("a new leader", Duration::from_secs(120));
+    let new_leader = loop {
+        match leader(&client).await {
+            Some(h) if h != old_leader => break h,
+            _ => deadline.tick().await,
+        }
+    };
+    let took_over = Instant::now();
+    let edge_ready = until_on_edge(&client, &api, &ns.name, "pay", 1).await;
+    wait_for(
+        "both clients served by the edge",
+        Duration::from_secs(60),
+        || async {
+            let (d, s) = clients.since(t0_ms).await;
+            [d, s]
+                .iter()
+                .all(|o| o.window_ms.is_some() && o.after.contains_key("edge"))
+        },
+    )
+    .await;
+    let (failed, down) = regions.first_failed_and_down(t0, &east);
+    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    // One edge Deployment, within its bounds, made by one field manager: no duplicate from
+    // the old leader's last writes and the new leader's first.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let edge: Vec<Deployment> = deployments
+        .list(&kube::api::ListParams::default().labels("edgeshift.io/target=edge"))
+        .await
+        .expect("deployments")
+        .items;
+    let (fb_dns, fb_svc) = failback(
+        &client,
+        &api,
+        &clients,
+        (&ns.name, "pay"),
+        ("pause", &east),
+        (&east, "edge"),
+    )
+    .await;
+    clients.stop().await;
+    report(&row(
+        "leader killed mid-failover (pause)",
+        down.map(|d| d.saturating_duration_since(failed)),
+        Some(edge_ready.saturating_duration_since(failed)),
+        Some(&dns_loss),
+        &svc_loss,
+    ));
+    report(&format!(
+        "  new leader {new_leader} {:.1}s after the kill (Lease 15s)",
+        took_over.saturating_duration_since(killed).as_secs_f64()
+    ));
+    report(&row("  failback", None, None, Some(&fb_dns), &fb_svc));
+
+    assert_ne!(new_leader, old_leader);
+    assert_eq!(edge.len(), 1, "exactly one edge Deployment: {edge:?}");
+    let replicas = edge[0].spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    assert!(
+        (1..=2).contains(&replicas),
+        "edge replicas within [1, maxReplicas 2]: {replicas}"
+    );
+    assert!(down.is_some(), "aws-us-east-1 must be Down");
+    assert_served_from("the Service client", &svc_loss, "edge");
+    assert_served_from("the DNS client", &dns_loss, "edge");
+    assert_failback_lossless("leader loss", &fb_dns, &fb_svc, &east);
+}
+
+/// An edge node lost mid-failover: aws-us-west-2 is lost, two edge replicas serve (one
+/// needed, overprovisioned), then the node of one of them is frozen. edgeshift replaces that
+/// replica on the remaining verified edge node and takes the lost node out of DNS; the
+/// clients' figures show what the lost node cost until Kubernetes marked it NotReady.
+#[tokio::test]
+async fn s5_edge_node_lost_mid_failover() {
+    let client = client().await;
+    let _restore = Restore;
+    header();
+    settled(&client).await;
+    let ns = TestNamespace::new(&client, "kind-edgeloss").await;
+    let gcp_node = node_named(&client, "gcp-europe-west1-1").await.name_any();
+    let west = ["aws-us-west-2"];
+    let shape = Shape {
+        regions: &west,
+        mode: "Failover",
+        placement: "Spread",
+        replicas: 1,
+        edge: serde_json::json!({"maxReplicas": 2, "maxPerNode": 1, "overprovisionPercent": 100}),
+    };
+    let api = edge_service(&client, &ns.name, "cdn", shape).await;
+    wait_for(
+        "cdn Ready in aws-us-west-2",
+        Duration::from_secs(120),
+        || async {
+            ready_on(&client, &ns.name, "cdn", "aws-us-west-2")
+                .await
+                .len()
+                == 1
+        },
+    )
+    .await;
+    let clients = Clients::start(&client, &ns.name, "cdn", &gcp_node).await;
+
+    let regions = RegionWatch::start(&client);
+    let t0 = Instant::now();
+    faults(&["region-down", "aws-us-west-2"]);
+    let edge_ready = until_on_edge(&client, &api, &ns.name, "cdn", 2).await;
+    let (failed, down) = regions.first_failed_and_down(t0, &west);
+    let on_edge = ready_on(&client, &ns.name, "cdn", "edge").await;
+    let lost_node = node_of(&on_edge[0]);
+    let lost_ip = internal_ip(
+        &Api::<Node>::all(client.clone())
+            .get(&lost_node)
+            .await
+            .expect("the lost edge node"),
+    );
+    let lost = Api::<Node>::all(client.clone())
+        .get(&lost_node)
+        .await
+        .ok()
+        .and_then(|n| n.labels().get("e2e.edgeshift.io/name").cloned())
+        .expect("an edge pod on a community node");
+    let t1 = Instant::now();
+    let t1_ms = clients::now_ms();
+    faults(&["edge-node-down", &lost]);
+    let deadline = Deadline::new(
+        &format!("2 edge replicas Ready without {lost}"),
+        Duration::from_secs(240),
+    );
+    loop {
+        let ready = ready_on(&client, &ns.name, "cdn", "edge").await;
+        if ready.len() >= 2 && ready.iter().all(|p| node_of(p) != lost_node) {
+            break;
+        }
+        deadline.tick().await;
+    }
+    let replaced = Instant::now();
+    // Until the lost node leaves DNS and the Service, clients spread over it fail; wait for
+    // both to be served cleanly again.
+    wait_for(
+        &format!("both clients served without {lost}"),
+        Duration::from_secs(120),
+        || async {
+            let (d, s) = clients.since(t1_ms).await;
+            [d, s]
+                .iter()
+                .all(|o| o.window_ms.is_some() || (o.lost == 0 && o.total > 40))
+        },
+    )
+    .await;
+    let (dns_loss, svc_loss) = clients.since(t1_ms).await;
+    let dns_records = dns_server_addresses("cdn.edgeshift.test").await;
+    let lost_status = Api::<EdgeNode>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("edge nodes")
+        .items
+        .into_iter()
+        .find(|n| n.spec.node_name == lost_node)
+        .and_then(|n| n.status);
+    faults(&["edge-node-up", &lost]);
+    let (fb_dns, fb_svc) = failback(
+        &client,
+        &api,
+        &clients,
+        (&ns.name, "cdn"),
+        ("pause", &west),
+        (&west, "edge"),
+    )
+    .await;
+    clients.stop().await;
+    report(&row(
+        "edge node lost mid-failover (pause)",
+        down.map(|d| d.saturating_duration_since(failed)),
+        Some(edge_ready.saturating_duration_since(failed)),
+        Some(&dns_loss),
+        &svc_loss,
+    ));
+    report(&format!(
+        "  {lost} frozen {:.1}s after the failover; its replica Ready elsewhere {:.1}s later (figures from the node's loss)",
+        t1.saturating_duration_since(edge_ready).as_secs_f64(),
+        replaced.saturating_duration_since(t1).as_secs_f64()
+    ));
+    report(&row("  failback", None, None, Some(&fb_dns), &fb_svc));
+
+    assert!(
+        lost_status.as_ref().is_some_and(|s| !s.ready),
+        "{lost}'s EdgeNode must be not ready: {lost_status:?}"
+    );
+    assert!(
+        !dns_records.contains(&lost_ip),
+        "DNS must no longer point at {lost} ({lost_ip}): {dns_records:?}"
+    );
+    assert_served_from("the Service client", &svc_loss, "edge");
+    assert_served_from("the DNS client", &dns_loss, "edge");
+    assert_failback_lossless("edge node loss", &fb_dns, &fb_svc, &west);
+}
+
+/// The addresses the outside DNS gives for `name` now (no cache).
+async fn dns_server_addresses(name: &str) -> Vec<String> {
+    clients::resolve(dns_server(), name)
+        .await
+        .into_iter()
+        .map(|ip| ip.to_string())
+        .collect()
 }
