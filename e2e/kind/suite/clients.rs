@@ -25,6 +25,8 @@ pub struct Request {
     /// The `target` that answered (a region or `edge`), or `None` when it failed.
     pub target: Option<String>,
     pub node: Option<String>,
+    /// Why it failed (`None` when it was answered).
+    pub error: Option<String>,
 }
 
 pub fn now_ms() -> u64 {
@@ -67,11 +69,17 @@ impl DnsClient {
                             let ips: Vec<IpAddr> = a.iter().map(|r| IpAddr::V4(r.0)).collect();
                             // Clients spread over the addresses they are given.
                             match ips.get(n % ips.len().max(1)) {
-                                Some(ip) => get(SocketAddr::new(*ip, port)).await,
-                                None => None,
+                                Some(ip) => get(SocketAddr::new(*ip, port))
+                                    .await
+                                    .ok_or_else(|| format!("GET {ip}:{port} failed")),
+                                None => Err("no address".to_string()),
                             }
                         }
-                        Err(_) => None,
+                        Err(e) => Err(format!("resolve: {e}")),
+                    };
+                    let (answer, error) = match answer {
+                        Ok(a) => (Some(a), None),
+                        Err(e) => (None, Some(e)),
                     };
                     let (target, node) = answer.unzip();
                     if let Ok(mut r) = out.lock() {
@@ -79,6 +87,7 @@ impl DnsClient {
                             at_ms,
                             target,
                             node,
+                            error,
                         });
                     }
                 });
@@ -241,15 +250,18 @@ pub fn parse_client_log(log: &str) -> Vec<Request> {
             let at_ms = f.next()?.parse().ok()?;
             let ok = f.next()? == "ok";
             let _latency = f.next();
-            let (target, node) = if ok {
-                parse_body(f.next()?).unzip()
+            let rest = f.next().unwrap_or("");
+            let (target, node, error) = if ok {
+                let (t, n) = parse_body(rest).unzip();
+                (t, n, None)
             } else {
-                (None, None)
+                (None, None, Some(rest.to_string()))
             };
             Some(Request {
                 at_ms,
                 target,
                 node,
+                error,
             })
         })
         .collect()
@@ -267,6 +279,8 @@ pub struct Outage {
     pub before: BTreeMap<String, usize>,
     pub during: BTreeMap<String, usize>,
     pub after: BTreeMap<String, usize>,
+    /// The first few failures: when (ms since the Unix epoch) and why.
+    pub first_errors: Vec<String>,
 }
 
 pub fn outage(records: &[Request]) -> Outage {
@@ -275,6 +289,12 @@ pub fn outage(records: &[Request]) -> Outage {
         lost: records.iter().filter(|r| r.target.is_none()).count(),
         ..Outage::default()
     };
+    o.first_errors = records
+        .iter()
+        .filter(|r| r.target.is_none())
+        .take(5)
+        .map(|r| format!("{} {}", r.at_ms, r.error.as_deref().unwrap_or("?")))
+        .collect();
     let first_fail = records.iter().position(|r| r.target.is_none());
     let end = first_fail.and_then(|f| {
         let mut run = 0;
@@ -316,6 +336,7 @@ mod tests {
             at_ms,
             target: target.map(String::from),
             node: None,
+            error: target.is_none().then(|| "refused".to_string()),
         }
     }
 

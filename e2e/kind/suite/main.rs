@@ -148,7 +148,6 @@ pub fn internal_ip(node: &Node) -> String {
 /// A namespace of its own for a scenario, deleted (with what is in it) when dropped.
 pub struct TestNamespace {
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -170,20 +169,20 @@ impl TestNamespace {
             .expect("create namespace");
         TestNamespace {
             name: name.to_string(),
-            client: client.clone(),
         }
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let client = self.client.clone();
+        // Best effort; the next scenario waits for it to be gone. A runtime of its own with a
+        // client of its own: the test's client is driven by the test's runtime, which this
+        // thread blocks while it waits.
         let name = self.name.clone();
-        // Best effort; the next run of the scenario waits for it to be gone.
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Runtime::new() {
                 rt.block_on(async move {
-                    let api: Api<Namespace> = Api::all(client);
+                    let api: Api<Namespace> = Api::all(client().await);
                     let _ = api.delete(&name, &DeleteParams::default()).await;
                 });
             }
