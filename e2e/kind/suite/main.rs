@@ -295,8 +295,8 @@ async fn z_no_image_was_pulled() {
 }
 
 /// After every scenario: the operator's pods never restarted (no panic, no crash, no
-/// failed liveness probe through five outages) and what they use, as the kubelet's
-/// container runtime measures it (working set, for the report).
+/// failed liveness probe through five outages), and their memory: the process's resident
+/// set and its peak, from /proc inside the node (one operator pod per node here).
 #[tokio::test]
 async fn y_operator_pods_survived_the_run() {
     let client = client().await;
@@ -323,30 +323,27 @@ async fn y_operator_pods_survived_the_run() {
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default();
         let out = Command::new("docker")
-            .args([
-                "exec", &node, "crictl", "stats", "--output", "json", "--label",
-            ])
-            .arg(format!("io.kubernetes.pod.name={name}"))
+            .args(["exec", &node, "sh", "-c"])
+            .arg("for p in $(pgrep -x edgeshift); do grep -E '^(VmRSS|VmHWM):' /proc/$p/status; done")
             .output()
-            .expect("docker exec crictl stats");
-        let stats: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        let bytes = stats["stats"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| {
-                s["memory"]["workingSetBytes"]["value"]
-                    .as_str()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum::<u64>();
-        assert!(bytes > 0, "no memory figure for {name} on {node}: {stats}");
-        memory.push(format!("{name} {:.1} MiB", bytes as f64 / 1048576.0));
+            .expect("docker exec");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let kib = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (rss, peak) = (kib("VmRSS:"), kib("VmHWM:"));
+        assert!(rss > 0, "no memory figure for {name} on {node}: {text}");
+        memory.push(format!(
+            "{name} {:.1} MiB (peak {:.1})",
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ));
     }
     report(&format!(
-        "operator pods at the end (working set): {}",
+        "operator pods at the end, resident: {}",
         memory.join(", ")
     ));
 }
