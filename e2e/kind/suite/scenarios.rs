@@ -131,21 +131,14 @@ async fn native(client: &Client, ns: &str, name: &str, toleration_seconds: Optio
             {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": s},
             {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": s}]);
     }
-    // Two replicas on two nodes: the hostPort allows one per node, like the EdgeService's.
+    // No hostPort: only the EdgeService's pods stand for a region's load balancer. Two
+    // replicas, which the scheduler spreads over the two AWS nodes.
+    tpl["spec"]["containers"][0]["ports"] = serde_json::json!([{"containerPort": 8080}]);
     let deploy: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": tpl}
     }))
     .expect("native Deployment");
-    let mut deploy = deploy;
-    if let Some(spec) = deploy.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
-        if let Some(c) = spec.containers.first_mut() {
-            c.ports = Some(vec![serde_json::from_value(
-                serde_json::json!({"containerPort": 8080}),
-            )
-            .expect("port")]);
-        }
-    }
     let svc: Service = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
         "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}
@@ -237,7 +230,7 @@ impl RegionWatch {
 
     /// The first moment after `t0` any of `regions` showed a failed probe (else `t0`), and
     /// when all of them were Down.
-    fn first_failed_and_down(&self, t0: Instant, regions: &[&str]) -> (Instant, Option<Instant>) {
+    fn detection(&self, t0: Instant, regions: &[&str]) -> Detection {
         let s = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
         let failed = s
             .iter()
@@ -256,7 +249,28 @@ impl RegionWatch {
         let all_down = (down_at.len() == regions.len())
             .then(|| down_at.values().max().copied())
             .flatten();
-        (failed, all_down)
+        Detection {
+            failed,
+            down: all_down,
+        }
+    }
+}
+
+/// How a loss was seen: the first failed probe, and when every lost region was Down.
+struct Detection {
+    failed: Instant,
+    down: Option<Instant>,
+}
+
+impl Detection {
+    /// First failed probe → every lost region Down.
+    fn detect(&self) -> Option<Duration> {
+        self.down.map(|d| d.saturating_duration_since(self.failed))
+    }
+
+    /// First failed probe → `ready` (replicas Ready where they moved).
+    fn rto(&self, ready: Instant) -> Option<Duration> {
+        Some(ready.saturating_duration_since(self.failed))
     }
 }
 
@@ -357,6 +371,22 @@ impl Clients {
         // A few seconds of clean traffic before anything is taken away.
         tokio::time::sleep(Duration::from_secs(3)).await;
         Clients { dns, svc }
+    }
+
+    /// Waits until both clients are served by `target` after their outage from `from_ms` on,
+    /// and returns what they saw: (DNS, Service).
+    async fn until_served_by(&self, from_ms: u64, target: &str) -> (Outage, Outage) {
+        let deadline = Deadline::new(
+            &format!("both clients served by {target}"),
+            Duration::from_secs(60),
+        );
+        loop {
+            let (d, s) = self.since(from_ms).await;
+            if served_by(&d, target) && served_by(&s, target) {
+                return (d, s);
+            }
+            deadline.tick().await;
+        }
     }
 
     /// What both clients saw from `from_ms` on: (DNS, Service).
@@ -518,6 +548,11 @@ fn row(
     )
 }
 
+/// The row of a failback: what both clients saw from the moment the region came back.
+fn failback_row(scenario: &str, dns: &Outage, svc: &Outage) -> String {
+    row(scenario, None, None, Some(dns), svc)
+}
+
 pub fn header() {
     let path = state_dir().join("report.txt");
     if !path.exists() {
@@ -637,12 +672,11 @@ async fn s1_provider_lost_to_the_edge() {
     }
     // Clients keep going a few more seconds so the windows can close.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (failed, down) = regions.first_failed_and_down(t0, &AWS);
-    let detect = down.map(|d| d.saturating_duration_since(failed));
+    let seen = regions.detection(t0, &AWS);
+    let detect = seen.detect();
     let (dns_loss, svc_loss) = clients.since(t0_ms).await;
     let native_loss = outage(&since(&natives[0].records().await, t0_ms));
     let tuned_loss = outage(&since(&natives[1].records().await, t0_ms));
-    let rto = |at: Instant| Some(at.saturating_duration_since(failed));
 
     let (fb_dns, fb_svc) = failback(
         &client,
@@ -661,29 +695,27 @@ async fn s1_provider_lost_to_the_edge() {
     report(&row(
         "provider lost to the edge (pause)",
         detect,
-        rto(edge_ready),
+        seen.rto(edge_ready),
         Some(&dns_loss),
         &svc_loss,
     ));
     report(&row(
         "  native k8s, default tolerations",
         detect,
-        rto(native_ready["native"]),
+        seen.rto(native_ready["native"]),
         None,
         &native_loss,
     ));
     report(&row(
         "  native k8s, tolerationSeconds 30",
         detect,
-        rto(native_ready["native-tuned"]),
+        seen.rto(native_ready["native-tuned"]),
         None,
         &tuned_loss,
     ));
-    report(&row(
+    report(&failback_row(
         "  failback in steps (AWS back)",
-        None,
-        None,
-        Some(&fb_dns),
+        &fb_dns,
         &fb_svc,
     ));
     let ratio = |o: &Outage| match (native_loss.window_ms, o.window_ms) {
@@ -700,7 +732,7 @@ async fn s1_provider_lost_to_the_edge() {
     // What its KWOK twin asserts: the lost provider's regions are Down, the replicas moved to
     // the edge and the phase says so; plus what the clients saw: the service answered again
     // from the edge, through the Service and through DNS, and failback lost nothing.
-    assert!(down.is_some(), "both AWS regions must be Down");
+    assert!(seen.down.is_some(), "both AWS regions must be Down");
     assert_served_from("the Service client", &svc_loss, "edge");
     assert_served_from("the DNS client", &dns_loss, "edge");
     assert!(
@@ -785,17 +817,8 @@ async fn s2_region_lost_with_spillover() {
         deadline.tick().await;
     }
     let spilled = Instant::now();
-    wait_for(
-        "both clients served by gcp-europe-west1",
-        Duration::from_secs(60),
-        || async {
-            let (d, s) = clients.since(t0_ms).await;
-            [d, s].iter().all(|o| served_by(o, "gcp-europe-west1"))
-        },
-    )
-    .await;
-    let (failed, down) = regions.first_failed_and_down(t0, &east);
-    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    let seen = regions.detection(t0, &east);
+    let (dns_loss, svc_loss) = clients.until_served_by(t0_ms, "gcp-europe-west1").await;
     let es = api.get("cart").await.expect("cart");
     let st = es.status.clone().unwrap_or_default();
 
@@ -811,22 +834,20 @@ async fn s2_region_lost_with_spillover() {
     clients.stop().await;
     report(&row(
         "region lost, Spillover (stop)",
-        down.map(|d| d.saturating_duration_since(failed)),
-        Some(spilled.saturating_duration_since(failed)),
+        seen.detect(),
+        seen.rto(spilled),
         Some(&dns_loss),
         &svc_loss,
     ));
-    report(&row(
+    report(&failback_row(
         "  failback (node started again)",
-        None,
-        None,
-        Some(&fb_dns),
+        &fb_dns,
         &fb_svc,
     ));
 
     // The KWOK twin's assertions: the lost region is Down, its replica went to the other
     // region and not to the edge, FailedOver/RegionLost names it.
-    assert!(down.is_some(), "aws-us-east-1 must be Down");
+    assert!(seen.down.is_some(), "aws-us-east-1 must be Down");
     assert!(
         ready_on(&client, &ns.name, "cart", "edge").await.is_empty()
             && !svc_loss.after.contains_key("edge")
@@ -874,17 +895,8 @@ async fn s3_region_cut_off_by_the_network() {
     let t0_ms = clients::now_ms();
     faults_with(&["region-down", "aws-us-west-2"], &[("MODE", "disconnect")]);
     let edge_ready = until_on_edge(&client, &api, &ns.name, "api", 1).await;
-    wait_for(
-        "both clients served by the edge",
-        Duration::from_secs(60),
-        || async {
-            let (d, s) = clients.since(t0_ms).await;
-            [d, s].iter().all(|o| served_by(o, "edge"))
-        },
-    )
-    .await;
-    let (failed, down) = regions.first_failed_and_down(t0, &west);
-    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    let seen = regions.detection(t0, &west);
+    let (dns_loss, svc_loss) = clients.until_served_by(t0_ms, "edge").await;
     let (fb_dns, fb_svc) = failback(
         &client,
         &api,
@@ -897,20 +909,14 @@ async fn s3_region_cut_off_by_the_network() {
     clients.stop().await;
     report(&row(
         "region cut off (network disconnect)",
-        down.map(|d| d.saturating_duration_since(failed)),
-        Some(edge_ready.saturating_duration_since(failed)),
+        seen.detect(),
+        seen.rto(edge_ready),
         Some(&dns_loss),
         &svc_loss,
     ));
-    report(&row(
-        "  failback (reconnected)",
-        None,
-        None,
-        Some(&fb_dns),
-        &fb_svc,
-    ));
+    report(&failback_row("  failback (reconnected)", &fb_dns, &fb_svc));
 
-    assert!(down.is_some(), "aws-us-west-2 must be Down");
+    assert!(seen.down.is_some(), "aws-us-west-2 must be Down");
     assert_served_from("the Service client", &svc_loss, "edge");
     assert_served_from("the DNS client", &dns_loss, "edge");
     assert_failback_lossless("network cut", &fb_dns, &fb_svc, &west, RESET_NODE_TOLERANCE);
@@ -960,7 +966,7 @@ async fn s4_leader_pod_killed_mid_failover() {
         "aws-us-east-1's first failed probe",
         Duration::from_secs(60),
     );
-    while regions.first_failed_and_down(t0, &east).0 == t0 {
+    while regions.detection(t0, &east).failed == t0 {
         deadline.tick().await;
     }
     let killed = Instant::now();
@@ -987,17 +993,8 @@ async fn s4_leader_pod_killed_mid_failover() {
     };
     let took_over = Instant::now();
     let edge_ready = until_on_edge(&client, &api, &ns.name, "pay", 1).await;
-    wait_for(
-        "both clients served by the edge",
-        Duration::from_secs(60),
-        || async {
-            let (d, s) = clients.since(t0_ms).await;
-            [d, s].iter().all(|o| served_by(o, "edge"))
-        },
-    )
-    .await;
-    let (failed, down) = regions.first_failed_and_down(t0, &east);
-    let (dns_loss, svc_loss) = clients.since(t0_ms).await;
+    let seen = regions.detection(t0, &east);
+    let (dns_loss, svc_loss) = clients.until_served_by(t0_ms, "edge").await;
     // One edge Deployment, within its bounds, made by one field manager: no duplicate from
     // the old leader's last writes and the new leader's first.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
@@ -1018,8 +1015,8 @@ async fn s4_leader_pod_killed_mid_failover() {
     clients.stop().await;
     report(&row(
         "leader killed mid-failover (pause)",
-        down.map(|d| d.saturating_duration_since(failed)),
-        Some(edge_ready.saturating_duration_since(failed)),
+        seen.detect(),
+        seen.rto(edge_ready),
         Some(&dns_loss),
         &svc_loss,
     ));
@@ -1027,7 +1024,7 @@ async fn s4_leader_pod_killed_mid_failover() {
         "  new leader {new_leader} {:.1}s after the kill (Lease 15s)",
         took_over.saturating_duration_since(killed).as_secs_f64()
     ));
-    report(&row("  failback", None, None, Some(&fb_dns), &fb_svc));
+    report(&failback_row("  failback", &fb_dns, &fb_svc));
 
     assert_ne!(new_leader, old_leader);
     assert_eq!(edge.len(), 1, "exactly one edge Deployment: {edge:?}");
@@ -1036,7 +1033,7 @@ async fn s4_leader_pod_killed_mid_failover() {
         (1..=2).contains(&replicas),
         "edge replicas within [1, maxReplicas 2]: {replicas}"
     );
-    assert!(down.is_some(), "aws-us-east-1 must be Down");
+    assert!(seen.down.is_some(), "aws-us-east-1 must be Down");
     assert_served_from("the Service client", &svc_loss, "edge");
     assert_served_from("the DNS client", &dns_loss, "edge");
     assert_failback_lossless("leader loss", &fb_dns, &fb_svc, &east, 0);
@@ -1064,7 +1061,7 @@ async fn s5_edge_node_lost_mid_failover() {
     let t0 = Instant::now();
     faults(&["region-down", "aws-us-west-2"]);
     let edge_ready = until_on_edge(&client, &api, &ns.name, "cdn", 2).await;
-    let (failed, down) = regions.first_failed_and_down(t0, &west);
+    let seen = regions.detection(t0, &west);
     let on_edge = ready_on(&client, &ns.name, "cdn", "edge").await;
     let lost_node = node_of(&on_edge[0]);
     let lost_ip = internal_ip(
@@ -1144,8 +1141,8 @@ async fn s5_edge_node_lost_mid_failover() {
     faults(&["edge-node-up", &lost]);
     report(&row(
         "edge node lost mid-failover (pause)",
-        down.map(|d| d.saturating_duration_since(failed)),
-        Some(edge_ready.saturating_duration_since(failed)),
+        seen.detect(),
+        seen.rto(edge_ready),
         Some(&dns_loss),
         &svc_loss,
     ));
@@ -1155,7 +1152,7 @@ async fn s5_edge_node_lost_mid_failover() {
         replaced.saturating_duration_since(t1).as_secs_f64(),
         out_of_dns.saturating_duration_since(t1).as_secs_f64()
     ));
-    report(&row("  failback", None, None, Some(&fb_dns), &fb_svc));
+    report(&failback_row("  failback", &fb_dns, &fb_svc));
 
     assert!(
         lost_status.as_ref().is_some_and(|s| !s.ready),
