@@ -69,9 +69,7 @@ impl DnsClient {
                             let ips: Vec<IpAddr> = a.iter().map(|r| IpAddr::V4(r.0)).collect();
                             // Clients spread over the addresses they are given.
                             match ips.get(n % ips.len().max(1)) {
-                                Some(ip) => get(SocketAddr::new(*ip, port))
-                                    .await
-                                    .ok_or_else(|| format!("GET {ip}:{port} failed")),
+                                Some(ip) => get(SocketAddr::new(*ip, port)).await,
                                 None => Err("no address".to_string()),
                             }
                         }
@@ -131,31 +129,35 @@ pub async fn resolve(server: SocketAddr, name: &str) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
-/// One GET with a 1 s connect and a 2 s answer budget: `(target, node)` on a 200.
-pub async fn get(addr: SocketAddr) -> Option<(String, String)> {
+/// One GET with a 1 s connect and a 3 s overall budget: `(target, node)` on a 200, else
+/// what went wrong.
+pub async fn get(addr: SocketAddr) -> Result<(String, String), String> {
     let fut = async {
         let mut s =
             tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
                 .await
-                .ok()?
-                .ok()?;
+                .map_err(|_| format!("connect {addr}: timed out"))?
+                .map_err(|e| format!("connect {addr}: {e}"))?;
         s.write_all(
             format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .await
-        .ok()?;
+        .map_err(|e| format!("send to {addr}: {e}"))?;
         let mut out = String::new();
-        s.read_to_string(&mut out).await.ok()?;
-        let (head, body) = out.split_once("\r\n\r\n")?;
+        s.read_to_string(&mut out)
+            .await
+            .map_err(|e| format!("read from {addr}: {e}"))?;
+        let (head, body) = out
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("{addr}: no HTTP answer ({} bytes)", out.len()))?;
         if !head.starts_with("HTTP/1.1 200") {
-            return None;
+            return Err(format!("{addr}: {}", head.lines().next().unwrap_or("")));
         }
-        parse_body(body)
+        parse_body(body).ok_or_else(|| format!("{addr}: unexpected body {body:?}"))
     };
     tokio::time::timeout(Duration::from_secs(3), fut)
         .await
-        .ok()
-        .flatten()
+        .unwrap_or_else(|_| Err(format!("{addr}: no answer in 3s")))
 }
 
 /// `{"target":"..","node":"..","pod":".."}` → `(target, node)`.

@@ -11,6 +11,7 @@
 
 mod clients;
 mod scenarios;
+mod timeline;
 
 use std::future::Future;
 use std::path::PathBuf;

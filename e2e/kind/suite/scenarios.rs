@@ -14,6 +14,7 @@ use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 
 use crate::clients::{outage, DnsClient, Outage, Request, ServiceClient};
+use crate::timeline::Timeline;
 use crate::*;
 
 const DNS_TTL: u32 = 5;
@@ -346,10 +347,12 @@ async fn settled(client: &Client) {
 struct Clients {
     dns: DnsClient,
     svc: ServiceClient,
+    timeline: Timeline,
 }
 
 impl Clients {
     async fn start(client: &Client, ns: &str, name: &str, node: &str) -> Clients {
+        let timeline = Timeline::start(client, ns);
         let dns = DnsClient::start(dns_server(), format!("{name}.edgeshift.test"), HOST_PORT);
         wait_for(
             &format!("{name} answering through the outside DNS"),
@@ -370,7 +373,19 @@ impl Clients {
             ServiceClient::start(client, ns, &format!("client-{name}"), node, &ip, 1200).await;
         // A few seconds of clean traffic before anything is taken away.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        Clients { dns, svc }
+        Clients { dns, svc, timeline }
+    }
+
+    /// What the cluster did around each request lost from `from_ms` on, times relative to it.
+    async fn explain(&self, from_ms: u64) -> String {
+        let dns = since(&self.dns.records(), from_ms);
+        let svc = since(&self.svc.records().await, from_ms);
+        let window = (5_000, 2_000);
+        format!(
+            "{}{}",
+            self.timeline.around_failures("dns", &dns, from_ms, window),
+            self.timeline.around_failures("svc", &svc, from_ms, window)
+        )
     }
 
     /// Waits until both clients are served by `target` after their outage from `from_ms` on,
@@ -480,7 +495,14 @@ async fn failback(
     )
     .await;
     tokio::time::sleep(Duration::from_secs(u64::from(DNS_TTL) + 5)).await;
-    clients.since(back_ms).await
+    let seen = clients.since(back_ms).await;
+    if seen.0.lost + seen.1.lost > 0 {
+        eprintln!(
+            "{name}: failback lost requests; what the cluster did around them (s since the regions came back):\n{}",
+            clients.explain(back_ms).await
+        );
+    }
+    seen
 }
 
 /// Failback loses no request through either client, `home` serves again. Where the region's
