@@ -287,3 +287,52 @@ fn node(n: &Node) -> String {
         .map(|c| format!("Ready={}", c.status))
         .unwrap_or_else(|| "Ready=-".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(at_ms: u64, target: Option<&str>) -> Request {
+        Request {
+            at_ms,
+            target: target.map(String::from),
+            node: target.map(|_| "n1".to_string()),
+            error: target.is_none().then(|| "connect: timed out".to_string()),
+        }
+    }
+
+    #[test]
+    fn a_loss_is_shown_with_the_changes_around_it_and_the_requests_either_side() {
+        let change = |at_ms, now: &str| Change {
+            at_ms,
+            object: "pod/a".into(),
+            now: now.into(),
+        };
+        let t = Timeline {
+            changes: Arc::new(Mutex::new(vec![
+                change(1_000, "too early"),
+                change(9_000, "Running ready=True terminating"),
+                change(20_000, "too late"),
+            ])),
+            tasks: Vec::new(),
+        };
+        let requests = [
+            req(8_000, Some("edge")),
+            req(10_000, None),
+            req(10_050, Some("aws")),
+        ];
+        let out = t.around_failures("dns", &requests, 5_000, (2_000, 1_000));
+        assert_eq!(
+            out,
+            "   +3.000s   dns served by edge on n1\n   \
+             +4.000s   pod/a = Running ready=True terminating\n   \
+             +5.000s ! dns lost: connect: timed out\n   \
+             +5.050s   dns served by aws on n1\n"
+        );
+        assert_eq!(
+            t.around_failures("dns", &requests[..1], 0, (1, 1)),
+            "",
+            "nothing lost, nothing shown"
+        );
+    }
+}
