@@ -330,14 +330,15 @@ pub fn outage(records: &[Request]) -> Outage {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    fn req(at_ms: u64, target: Option<&str>) -> Request {
+    /// A request at `at_ms` answered by `target` on node `n1`, or refused when `None`.
+    pub fn req(at_ms: u64, target: Option<&str>) -> Request {
         Request {
             at_ms,
             target: target.map(String::from),
-            node: None,
+            node: target.map(|_| "n1".to_string()),
             error: target.is_none().then(|| "refused".to_string()),
         }
     }

@@ -376,15 +376,14 @@ impl Clients {
         Clients { dns, svc, timeline }
     }
 
-    /// What the cluster did around each request lost from `from_ms` on, times relative to it.
-    async fn explain(&self, from_ms: u64) -> String {
-        let dns = since(&self.dns.records(), from_ms);
-        let svc = since(&self.svc.records().await, from_ms);
+    /// What the cluster did around each of the requests lost in `dns` and `svc` (both
+    /// clients' records from `from_ms` on), times relative to `from_ms`.
+    fn explain(&self, from_ms: u64, (dns, svc): (&[Request], &[Request])) -> String {
         let window = (5_000, 2_000);
         format!(
             "{}{}",
-            self.timeline.around_failures("dns", &dns, from_ms, window),
-            self.timeline.around_failures("svc", &svc, from_ms, window)
+            self.timeline.around_failures("dns", dns, from_ms, window),
+            self.timeline.around_failures("svc", svc, from_ms, window)
         )
     }
 
@@ -406,9 +405,15 @@ impl Clients {
 
     /// What both clients saw from `from_ms` on: (DNS, Service).
     async fn since(&self, from_ms: u64) -> (Outage, Outage) {
+        let (dns, svc) = self.records_since(from_ms).await;
+        (outage(&dns), outage(&svc))
+    }
+
+    /// Both clients' records from `from_ms` on: (DNS, Service).
+    async fn records_since(&self, from_ms: u64) -> (Vec<Request>, Vec<Request>) {
         (
-            outage(&since(&self.dns.records(), from_ms)),
-            outage(&since(&self.svc.records().await, from_ms)),
+            since(&self.dns.records(), from_ms),
+            since(&self.svc.records().await, from_ms),
         )
     }
 
@@ -495,11 +500,12 @@ async fn failback(
     )
     .await;
     tokio::time::sleep(Duration::from_secs(u64::from(DNS_TTL) + 5)).await;
-    let seen = clients.since(back_ms).await;
+    let (dns, svc) = clients.records_since(back_ms).await;
+    let seen = (outage(&dns), outage(&svc));
     if seen.0.lost + seen.1.lost > 0 {
         eprintln!(
             "{name}: failback lost requests; what the cluster did around them (s since the regions came back):\n{}",
-            clients.explain(back_ms).await
+            clients.explain(back_ms, (&dns, &svc))
         );
     }
     seen

@@ -7,15 +7,17 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use edgeshift::api::EdgeService;
+use edgeshift::controller::traffic::DnsEndpoint;
 
 use crate::clients::{now_ms, Request};
 
@@ -36,11 +38,6 @@ impl Timeline {
     /// Starts watching `ns` (and every Node).
     pub fn start(client: &Client, ns: &str) -> Timeline {
         let changes = Arc::new(Mutex::new(Vec::new()));
-        let dns = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "externaldns.k8s.io",
-            "v1alpha1",
-            "DNSEndpoint",
-        ));
         let tasks = vec![
             watch(
                 Api::<Pod>::namespaced(client.clone(), ns),
@@ -67,7 +64,7 @@ impl Timeline {
                 node,
             ),
             watch(
-                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &dns),
+                Api::<DnsEndpoint>::namespaced(client.clone(), ns),
                 "dns",
                 changes.clone(),
                 dns_endpoint,
@@ -76,7 +73,7 @@ impl Timeline {
         Timeline { changes, tasks }
     }
 
-    pub fn changes(&self) -> Vec<Change> {
+    fn changes(&self) -> Vec<Change> {
         let mut c = self.changes.lock().map(|c| c.clone()).unwrap_or_default();
         c.sort_by_key(|c| c.at_ms);
         c
@@ -161,16 +158,12 @@ where
 {
     tokio::spawn(async move {
         let mut last = BTreeMap::<String, String>::new();
-        let mut events = watcher::watcher(api, watcher::Config::default()).boxed();
-        loop {
-            let event = match events.try_next().await {
-                Ok(Some(e)) => e,
-                Ok(None) => return,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            // The watcher re-lists after an error; the backoff paces it.
+            let Ok(event) = event else { continue };
             let (obj, now) = match &event {
                 Event::Apply(o) | Event::InitApply(o) => (o.name_any(), summary(o)),
                 Event::Delete(o) => (o.name_any(), "deleted".to_string()),
@@ -191,27 +184,16 @@ where
 }
 
 /// The DNSEndpoint's records: `name A [targets]`.
-fn dns_endpoint(o: &DynamicObject) -> String {
-    o.data["spec"]["endpoints"]
-        .as_array()
-        .map(|eps| {
-            eps.iter()
-                .map(|e| {
-                    let targets: Vec<&str> = e["targets"]
-                        .as_array()
-                        .map(|t| t.iter().filter_map(|t| t.as_str()).collect())
-                        .unwrap_or_default();
-                    format!(
-                        "{} {} [{}]",
-                        e["dnsName"].as_str().unwrap_or("?"),
-                        e["recordType"].as_str().unwrap_or("?"),
-                        targets.join(",")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_else(|| "no endpoints".into())
+fn dns_endpoint(o: &DnsEndpoint) -> String {
+    if o.spec.endpoints.is_empty() {
+        return "no endpoints".into();
+    }
+    o.spec
+        .endpoints
+        .iter()
+        .map(|e| format!("{} {} [{}]", e.dns_name, e.record_type, e.targets.join(",")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn pod(p: &Pod) -> String {
@@ -291,15 +273,7 @@ fn node(n: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(at_ms: u64, target: Option<&str>) -> Request {
-        Request {
-            at_ms,
-            target: target.map(String::from),
-            node: target.map(|_| "n1".to_string()),
-            error: target.is_none().then(|| "connect: timed out".to_string()),
-        }
-    }
+    use crate::clients::tests::req;
 
     #[test]
     fn a_loss_is_shown_with_the_changes_around_it_and_the_requests_either_side() {
@@ -318,7 +292,10 @@ mod tests {
         };
         let requests = [
             req(8_000, Some("edge")),
-            req(10_000, None),
+            Request {
+                error: Some("connect: timed out".into()),
+                ..req(10_000, None)
+            },
             req(10_050, Some("aws")),
         ];
         let out = t.around_failures("dns", &requests, 5_000, (2_000, 1_000));
