@@ -231,11 +231,37 @@ dns_chain_down() {
   for p in external-dns coredns dns-etcd; do host_proc_stop "$p"; done
 }
 
+# The Docker network kind puts its nodes on ("kind"), made here with an IPv4 subnet of our
+# choosing: Docker reconnects a container with its old address (`docker network connect
+# --ip`, the network-cut scenario) only on a network whose subnet the user configured, and
+# the network kind makes itself leaves the IPv4 subnet to Docker. Made anew when no
+# container uses it, so an older network kind made is replaced.
+kind_network() {
+  local used subnet n
+  if docker network inspect kind >/dev/null 2>&1; then
+    [ -z "$(docker network inspect kind -f '{{range .Containers}}{{.Name}} {{end}}')" ] ||
+      die "the Docker network 'kind' is in use by $(docker network inspect kind -f '{{range .Containers}}{{.Name}} {{end}}'): delete those kind clusters first"
+    docker network rm kind >/dev/null
+  fi
+  used=$(docker network inspect $(docker network ls -q) -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' 2>/dev/null)
+  for n in $(seq 18 31); do
+    subnet=172.$n.0.0/16
+    case " $used " in *" $subnet "*) continue ;; esac
+    docker network create --driver bridge --subnet "$subnet" --gateway "172.$n.0.1" \
+      --ipv6 --subnet fc00:f853:ccd:e793::/64 \
+      -o com.docker.network.bridge.enable_ip_masquerade=true -o com.docker.network.driver.mtu=1500 \
+      kind >/dev/null || die "docker network create kind ($subnet) failed"
+    return 0
+  done
+  die "no free 172.18-31.0.0/16 subnet for the Docker network 'kind' (in use: $used)"
+}
+
 cmd_up() {
   local start=$SECONDS
   docker_up
   [ -x "$KIND_BIN" ] || die "kind is not built: run e2e/kind/kind.sh build"
   if ! "$KIND_BIN" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    kind_network
     kind_config >"$KIND_STATE/kind-config.yaml"
     say "creating kind cluster '$KIND_CLUSTER' from $NODE_IMAGE (log: $KIND_STATE/create.log) ..."
     "$KIND_BIN" create cluster --name "$KIND_CLUSTER" --image "$NODE_IMAGE" --config "$KIND_STATE/kind-config.yaml" \
@@ -284,14 +310,16 @@ cmd_status() {
 containers_of_region() { kk get nodes -l "topology.kubernetes.io/region=$(region_label "$1")" -o jsonpath='{.items[*].metadata.name}'; }
 region_label() { printf '%s\n' "$KIND_REGIONS" | awk -F: -v r="$1" '$1 == r {print $3}'; }
 take_down() {
-  local c
+  local c ip
   for c in "$@"; do
     case $MODE in
       pause) docker pause "$c" >/dev/null ;;
       stop) docker stop -t 0 "$c" >/dev/null ;;
       disconnect)
         # Reconnect with the same address: routes to the node's pod CIDR point at it.
-        node_ip "$c" >"$KIND_STATE/ip-$c"
+        ip=$(node_ip "$c")
+        [ -n "$ip" ] || die "$c is not on the Docker network 'kind' (already cut off?)"
+        echo "$ip" >"$KIND_STATE/ip-$c"
         docker network disconnect kind "$c"
         ;;
       *) die "MODE must be pause, stop or disconnect" ;;
@@ -311,7 +339,8 @@ bring_up() {
         ;;
       disconnect)
         if [ -s "$KIND_STATE/ip-$c" ]; then
-          docker network connect --ip "$(cat "$KIND_STATE/ip-$c")" kind "$c" 2>/dev/null || true
+          docker network connect --ip "$(cat "$KIND_STATE/ip-$c")" kind "$c" ||
+            die "could not reconnect $c to the Docker network 'kind' with its address $(cat "$KIND_STATE/ip-$c")"
           rm -f "$KIND_STATE/ip-$c"
           changed=1
         fi
