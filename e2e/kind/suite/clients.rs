@@ -27,7 +27,17 @@ pub struct Request {
     pub node: Option<String>,
     /// Why it failed (`None` when it was answered).
     pub error: Option<String>,
+    /// How long it took, answered or not (ms).
+    pub latency_ms: u64,
 }
+
+/// How long a client waits for a connection: room for the kernel's SYN retransmissions 1 s
+/// and 3 s after the first SYN, as the in-cluster client (`e2e/workload`) waits. Browsers
+/// and curl wait far longer, so a lost SYN delays a user's request rather than failing it;
+/// such requests are counted as slow (`Outage::slow`), not hidden.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+/// An answer that took at least this long is slow (a SYN was retransmitted, or worse).
+pub const SLOW_MS: u64 = 1000;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -64,6 +74,7 @@ impl DnsClient {
                 // Each request on its own task, so a hanging one does not slow the rate.
                 tokio::spawn(async move {
                     let at_ms = now_ms();
+                    let started = std::time::Instant::now();
                     let answer = match resolver.ipv4_lookup(host.as_str()).await {
                         Ok(a) => {
                             let ips: Vec<IpAddr> = a.iter().map(|r| IpAddr::V4(r.0)).collect();
@@ -86,6 +97,7 @@ impl DnsClient {
                             target,
                             node,
                             error,
+                            latency_ms: started.elapsed().as_millis() as u64,
                         });
                     }
                 });
@@ -129,15 +141,39 @@ pub async fn resolve(server: SocketAddr, name: &str) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
-/// One GET with a 1 s connect and a 3 s overall budget: `(target, node)` on a 200, else
-/// what went wrong.
+/// The next source port of this process's clients: each used once per pass through
+/// 20000–59999 (over half an hour at 20 requests a second), where the kernel would come
+/// back to the same ephemeral port within a minute at this rate. A reused port whose last
+/// SYN went unanswered (a lost node) still has that connection's conntrack entry
+/// (SYN_SENT, kept 120 s), which sends the new SYN to the old, dead endpoint whatever DNS
+/// and the EndpointSlices now say; many independent clients do not reuse one address and
+/// port that fast. The in-cluster client (`e2e/workload`) does the same.
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A socket bound to the next free source port (`NEXT_PORT`).
+fn bound_socket() -> Result<tokio::net::TcpSocket, String> {
+    let mut last = String::from("no free source port");
+    for _ in 0..64 {
+        let n = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (20_000 + n % 40_000) as u16;
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+        match socket.bind(SocketAddr::from(([0, 0, 0, 0], port))) {
+            Ok(()) => return Ok(socket),
+            Err(e) => last = format!("bind :{port}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// One GET with `CONNECT_TIMEOUT` to connect and 5 s in all: `(target, node)` on a 200,
+/// else what went wrong.
 pub async fn get(addr: SocketAddr) -> Result<(String, String), String> {
     let fut = async {
-        let mut s =
-            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("connect {addr}: timed out"))?
-                .map_err(|e| format!("connect {addr}: {e}"))?;
+        let socket = bound_socket()?;
+        let mut s = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
+            .await
+            .map_err(|_| format!("connect {addr}: timed out"))?
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         s.write_all(
             format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
         )
@@ -155,9 +191,9 @@ pub async fn get(addr: SocketAddr) -> Result<(String, String), String> {
         }
         parse_body(body).ok_or_else(|| format!("{addr}: unexpected body {body:?}"))
     };
-    tokio::time::timeout(Duration::from_secs(3), fut)
+    tokio::time::timeout(Duration::from_secs(5), fut)
         .await
-        .unwrap_or_else(|_| Err(format!("{addr}: no answer in 3s")))
+        .unwrap_or_else(|_| Err(format!("{addr}: no answer in 5s")))
 }
 
 /// `{"target":"..","node":"..","pod":".."}` → `(target, node)`.
@@ -244,14 +280,16 @@ impl ServiceClient {
     }
 }
 
-/// The workload client's lines: `<ms> ok <latency> {json}` or `<ms> err <latency> <why>`.
+/// The workload client's lines, `<ms> ok <latency> {json}` or `<ms> err <latency> <why>`,
+/// in the order the requests were sent (they finish, and are logged, in any order).
 pub fn parse_client_log(log: &str) -> Vec<Request> {
-    log.lines()
+    let mut r: Vec<Request> = log
+        .lines()
         .filter_map(|l| {
             let mut f = l.splitn(4, ' ');
             let at_ms = f.next()?.parse().ok()?;
             let ok = f.next()? == "ok";
-            let _latency = f.next();
+            let latency_ms = f.next()?.parse().ok()?;
             let rest = f.next().unwrap_or("");
             let (target, node, error) = if ok {
                 let (t, n) = parse_body(rest).unzip();
@@ -264,9 +302,12 @@ pub fn parse_client_log(log: &str) -> Vec<Request> {
                 target,
                 node,
                 error,
+                latency_ms,
             })
         })
-        .collect()
+        .collect();
+    r.sort_by_key(|q| q.at_ms);
+    r
 }
 
 /// What a client saw of one outage.
@@ -276,6 +317,8 @@ pub struct Outage {
     pub window_ms: Option<u64>,
     /// Failed requests in the whole recording.
     pub lost: usize,
+    /// Answered requests that took `SLOW_MS` or more (a SYN retransmitted, or worse).
+    pub slow: usize,
     pub total: usize,
     /// Targets that answered before the first failure, during the window, and after it.
     pub before: BTreeMap<String, usize>,
@@ -289,6 +332,10 @@ pub fn outage(records: &[Request]) -> Outage {
     let mut o = Outage {
         total: records.len(),
         lost: records.iter().filter(|r| r.target.is_none()).count(),
+        slow: records
+            .iter()
+            .filter(|r| r.target.is_some() && r.latency_ms >= SLOW_MS)
+            .count(),
         ..Outage::default()
     };
     o.first_errors = records
@@ -340,6 +387,7 @@ pub mod tests {
             target: target.map(String::from),
             node: target.map(|_| "n1".to_string()),
             error: target.is_none().then(|| "refused".to_string()),
+            latency_ms: 2,
         }
     }
 
@@ -368,11 +416,17 @@ pub mod tests {
 
     #[test]
     fn the_workload_client_log_parses() {
-        let log = "1000 ok 3 {\"target\":\"edge\",\"node\":\"n1\",\"pod\":\"p\"}\n1050 err 1000 connect: timed out\n";
+        // Logged as they finish: the slow first request after the second.
+        let log = "1050 err 3100 connect: timed out\n1000 ok 1003 {\"target\":\"edge\",\"node\":\"n1\",\"pod\":\"p\"}\n";
         let r = parse_client_log(log);
         assert_eq!(r.len(), 2);
+        assert_eq!(r[0].at_ms, 1000);
         assert_eq!(r[0].target.as_deref(), Some("edge"));
         assert_eq!(r[0].node.as_deref(), Some("n1"));
+        assert_eq!(r[0].latency_ms, 1003);
         assert_eq!(r[1].target, None);
+        assert_eq!(r[1].error.as_deref(), Some("connect: timed out"));
+        let o = outage(&r);
+        assert_eq!((o.lost, o.slow), (1, 1));
     }
 }
