@@ -21,12 +21,13 @@ help: ## this list
 demo: ## the main job: local cluster, operator, and a region-loss drill you can watch
 	e2e/demo.sh
 
-test: lint unit ## everything CI runs: fmt, clippy, unit tests, the KWOK lane (cluster tests, chaos); the kind lane is make kind-test
+test: lint unit ## everything CI runs: fmt, clippy, unit tests, the KWOK lane (cluster tests, chaos), then the kind lane
 	@$(MAKE) --no-print-directory cluster-down
 	@$(MAKE) --no-print-directory cluster-up
 	@status=0; $(MAKE) --no-print-directory e2e-tests || status=$$?; \
 	  $(MAKE) --no-print-directory cluster-down; \
 	  if [ $$status -ne 0 ]; then echo "cluster tests failed (component logs: target/e2e/logs)"; exit $$status; fi
+	@$(MAKE) --no-print-directory kind-test
 
 # The kind lane (e2e/kind/README.md): real kubelets and containers, built offline.
 image: ## the operator image, offline: the release binary on glibc + CA certificates, non-root, no shell
