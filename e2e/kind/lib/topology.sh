@@ -235,7 +235,8 @@ dns_chain_down() {
 # choosing: Docker reconnects a container with its old address (`docker network connect
 # --ip`, the network-cut scenario) only on a network whose subnet the user configured, and
 # the network kind makes itself leaves the IPv4 subnet to Docker. Made anew when no
-# container uses it, so an older network kind made is replaced.
+# container uses it, so an older network kind made is replaced; its subnet is one no Docker
+# network and no host interface uses.
 kind_network() {
   local used subnet n
   if docker network inspect kind >/dev/null 2>&1; then
@@ -247,6 +248,9 @@ kind_network() {
   for n in $(seq 18 31); do
     subnet=172.$n.0.0/16
     case " $used " in *" $subnet "*) continue ;; esac
+    # Nor one the host already routes (a VPN, or a bridge a stopped Docker left behind):
+    # two interfaces on one subnet and the host no longer reaches the nodes.
+    ip -4 -o addr show | awk '{print $4}' | grep -q "^172\.$n\." && continue
     docker network create --driver bridge --subnet "$subnet" --gateway "172.$n.0.1" \
       --ipv6 --subnet fc00:f853:ccd:e793::/64 \
       -o com.docker.network.bridge.enable_ip_masquerade=true -o com.docker.network.driver.mtu=1500 \
@@ -254,6 +258,22 @@ kind_network() {
     return 0
   done
   die "no free 172.18-31.0.0/16 subnet for the Docker network 'kind' (in use: $used)"
+}
+
+# kind create waits for the control plane from inside its container; this host reaches it
+# through a published port and the network's bridge. Say why when it cannot.
+api_reachable() {
+  local i cp ip
+  for i in $(seq 1 30); do
+    kk get --raw /readyz >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  cp=$("$KIND_BIN" get nodes --name "$KIND_CLUSTER" 2>/dev/null | grep control-plane | head -n 1)
+  ip=$(node_ip "$cp")
+  die "this host cannot reach the API server of '$KIND_CLUSTER' ($(kk config view -o jsonpath='{.clusters[0].cluster.server}'), node $cp at $ip):
+$(kk get --raw /readyz 2>&1 | tail -n 1)
+route to $ip: $(ip route get "$ip" 2>&1)
+host interfaces: $(ip -4 -o addr show | awk '{print $2, $4}' | tr '\n' ' ')"
 }
 
 cmd_up() {
@@ -270,6 +290,7 @@ cmd_up() {
 $(tail -n 20 "$KIND_STATE/create.log")"
   fi
   "$KIND_BIN" get kubeconfig --name "$KIND_CLUSTER" >"$KIND_KUBECONFIG"
+  api_reachable
   pod_network
   kk wait --for=condition=Ready nodes --all --timeout=180s >/dev/null ||
     die "nodes did not become Ready; kubectl get nodes: $(kk get nodes 2>&1)"
@@ -296,6 +317,9 @@ cmd_down() {
       docker unpause "$c" >/dev/null || true
     done
     "$KIND_BIN" delete cluster --name "$KIND_CLUSTER" >/dev/null 2>&1 || true
+    # The network kind_network made, unless another kind cluster still uses it: a bridge
+    # left on the host after dockerd stops would shadow the next network on its subnet.
+    docker network rm kind >/dev/null 2>&1 || true
   fi
   docker_down
 }
