@@ -155,21 +155,22 @@ async fn a_standby_takes_over_a_failover_when_the_leader_dies_and_at_once_when_i
         },
     )
     .await;
-    let es = services.get("shop").await.expect("get");
-    let failed_over = es
-        .status
-        .as_ref()
-        .map(|s| {
-            s.conditions
+    // The status follows the children in the same reconcile (after the traffic writes), so
+    // it may land a moment after the Deployments do.
+    eventually(
+        "the status tells the failover (FailedOver=True)",
+        Duration::from_secs(20),
+        || async {
+            let es = services.get("shop").await.ok()?;
+            es.status
+                .as_ref()?
+                .conditions
                 .iter()
                 .any(|c| c.type_ == "FailedOver" && c.status == "True")
-        })
-        .unwrap_or(false);
-    assert!(
-        failed_over,
-        "the status tells the failover: {:?}",
-        es.status
-    );
+                .then_some(())
+        },
+    )
+    .await;
 
     // A graceful stop releases the Lease: a new standby takes over at once.
     let mut third = Operator::start_as(&ns.name, "third", &lease_args);
