@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::{json_schema, Schema, SchemaGenerator};
@@ -679,12 +679,50 @@ impl<'de> Deserialize<'de> for PodTemplate {
     }
 }
 
-/// A small schema for the pod template: enough structure for the API server to check the
-/// essentials (containers with name and image), the rest preserved as-is. Embedding the full
-/// PodTemplateSpec schema would make the CRD several hundred KB.
-fn pod_template_schema(_: &mut SchemaGenerator) -> Schema {
+/// The pod template's schema: Kubernetes' own `PodSpec` schema (k8s-openapi's, with its field
+/// documentation), so the API server refuses an ill-typed template (`containerPort: "8080"`)
+/// with the field's path, and `kubectl explain edgeservice.spec.template.spec` documents pod
+/// fields. The metadata keeps what a pod template's metadata means to a Deployment: labels and
+/// annotations. On top of Kubernetes' rules: one to [`MAX_CONTAINERS`] containers, each with
+/// an image (a Deployment needs them; Kubernetes checks it only when the child is created),
+/// and at most as many init containers.
+fn pod_template_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut spec = generator.subschema_for::<PodSpec>();
+    if let Some(init) = spec
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("initContainers"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        init.insert("maxItems".into(), MAX_CONTAINERS.into());
+    }
+    if let Some(containers) = spec
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("containers"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        containers.insert("minItems".into(), 1.into());
+        containers.insert("maxItems".into(), MAX_CONTAINERS.into());
+        if let Some(required) = containers
+            .get_mut("items")
+            .and_then(|i| i.as_object_mut())
+            .map(|i| i.entry("required").or_insert_with(|| serde_json::json!([])))
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            if !required.iter().any(|r| r == "image") {
+                required.push("image".into());
+            }
+        }
+    }
+    let string_map = |what: &str| {
+        serde_json::json!({
+            "description": what,
+            "type": "object",
+            "maxProperties": 64,
+            "additionalProperties": { "type": "string" }
+        })
+    };
     json_schema!({
-        "description": "Pod template for every target (a core/v1 PodTemplateSpec). Only the essentials are validated here; the rest is checked when edgeshift creates the Deployments.",
+        "description": "Pod template for every target (a core/v1 PodTemplateSpec).",
         "type": "object",
         "required": ["spec"],
         "properties": {
@@ -692,54 +730,18 @@ fn pod_template_schema(_: &mut SchemaGenerator) -> Schema {
                 "description": "Labels and annotations for the pods.",
                 "type": "object",
                 "properties": {
-                    "labels": {
-                        "description": "Labels added to every pod.",
-                        "type": "object",
-                        "additionalProperties": { "type": "string" }
-                    },
-                    "annotations": {
-                        "description": "Annotations added to every pod.",
-                        "type": "object",
-                        "additionalProperties": { "type": "string" }
-                    }
-                },
-                "x-kubernetes-preserve-unknown-fields": true
+                    "labels": string_map("Labels added to every pod."),
+                    "annotations": string_map("Annotations added to every pod.")
+                }
             },
-            "spec": {
-                "description": "The pod spec (core/v1 PodSpec).",
-                "type": "object",
-                "required": ["containers"],
-                "properties": {
-                    "containers": {
-                        "description": "The pod's containers (at least one), each with a name and an image.",
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "description": "A container (core/v1 Container).",
-                            "type": "object",
-                            "required": ["name", "image"],
-                            "properties": {
-                                "name": {
-                                    "description": "Container name (a DNS label).",
-                                    "type": "string",
-                                    "minLength": 1,
-                                    "maxLength": 63
-                                },
-                                "image": {
-                                    "description": "Container image reference.",
-                                    "type": "string",
-                                    "minLength": 1
-                                }
-                            },
-                            "x-kubernetes-preserve-unknown-fields": true
-                        }
-                    }
-                },
-                "x-kubernetes-preserve-unknown-fields": true
-            }
+            "spec": spec
         }
     })
 }
+
+/// Most containers, and most init containers, in the pod template (the API server refuses
+/// more).
+pub const MAX_CONTAINERS: u32 = 16;
 
 impl EdgeServiceSpec {
     /// Whether the service may ever run on the edge: fallback enabled, or warm edge replicas.

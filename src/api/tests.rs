@@ -111,13 +111,6 @@ fn every_kind_has_status_printer_columns_and_the_right_scope() {
     );
 }
 
-/// Where unknown fields may be kept: only inside the pod template.
-const PRESERVE_UNKNOWN_ALLOWED: [&str; 3] = [
-    ".spec.template.metadata",
-    ".spec.template.spec",
-    ".spec.template.spec.containers[]",
-];
-
 /// Walks a schema and collects every way it is not structural or not documented.
 fn check_schema(node: &Value, path: &str, problems: &mut Vec<String>) {
     let Some(object) = node.as_object() else {
@@ -135,7 +128,8 @@ fn check_schema(node: &Value, path: &str, problems: &mut Vec<String>) {
     if type_.is_none() && !int_or_string {
         problems.push(format!("{path}: no type"));
     }
-    if preserve && !PRESERVE_UNKNOWN_ALLOWED.contains(&path) {
+    // Unknown fields are kept nowhere: even the pod template carries Kubernetes' own schema.
+    if preserve {
         problems.push(format!("{path}: preserves unknown fields"));
     }
     if let Some(properties) = object.get("properties").and_then(Value::as_object) {
@@ -591,4 +585,39 @@ fn a_template_kubernetes_would_not_read_is_refused_with_the_edge_service() {
     });
     let err = serde_json::from_value::<EdgeService>(es).expect_err("refused");
     assert!(err.to_string().contains("invalid type"), "{err}");
+}
+
+#[test]
+fn the_pod_template_carries_kubernetes_own_pod_schema_with_our_bounds() {
+    let schema = schema_of(&crd_of("EdgeService"));
+    let spec = &schema["properties"]["spec"]["properties"]["template"]["properties"]["spec"];
+    let containers = &spec["properties"]["containers"];
+    let port = &containers["items"]["properties"]["ports"]["items"]["properties"]["containerPort"];
+    assert_eq!(port["type"], "integer", "{port}");
+    assert!(port["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("port")));
+    assert_eq!(containers["minItems"], 1);
+    assert_eq!(containers["maxItems"], edge_service::MAX_CONTAINERS);
+    assert_eq!(
+        spec["properties"]["initContainers"]["maxItems"],
+        edge_service::MAX_CONTAINERS
+    );
+    let required = containers["items"]["required"]
+        .as_array()
+        .expect("required");
+    assert!(required.iter().any(|r| r == "name") && required.iter().any(|r| r == "image"));
+    // Pod fields beyond the containers are described too (what `kubectl explain` shows).
+    for field in [
+        "restartPolicy",
+        "nodeSelector",
+        "tolerations",
+        "volumes",
+        "initContainers",
+    ] {
+        assert!(
+            spec["properties"][field]["description"].is_string(),
+            "{field} is not described"
+        );
+    }
 }

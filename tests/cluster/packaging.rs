@@ -367,6 +367,28 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
 }
 
 #[tokio::test]
+async fn kubectl_explain_documents_the_pod_fields_of_the_template() {
+    let _cluster = shared_cluster().await;
+    ensure_crds().await;
+    let tools = tools();
+    // The API server publishes a CRD's schema to its OpenAPI a moment after the CRD is
+    // established; `kubectl explain` reads it from there.
+    let field = "edgeservice.spec.template.spec.containers.ports.containerPort";
+    let text = eventually(
+        "kubectl explain to find the pod fields",
+        Duration::from_secs(30),
+        || async {
+            let out = tools.kubectl(&["explain", field]).output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && text.contains("containerPort")).then_some(text)
+        },
+    )
+    .await;
+    assert!(text.contains("<integer>"), "{text}");
+    assert!(text.to_lowercase().contains("port to expose"), "{text}");
+}
+
+#[tokio::test]
 async fn the_examples_are_accepted_by_the_api_server_as_they_are() {
     let _cluster = shared_cluster().await;
     let client = client().await;

@@ -159,6 +159,43 @@ async fn invalid_objects_are_refused_with_a_message_naming_the_field() {
             "image",
         ),
         (
+            // The pod template carries Kubernetes' own schema: an ill-typed field is refused
+            // here, not found later by the operator's decoder.
+            "containerPort as a string",
+            with(
+                es(),
+                "/spec/template/spec/containers/0",
+                json!({"name": "app", "image": "shop:1", "ports": [{"containerPort": "8080"}]}),
+            ),
+            "spec.template.spec.containers[0].ports[0].containerPort",
+        ),
+        (
+            "restartPolicy not a string",
+            with(es(), "/spec/template/spec/restartPolicy", json!(1)),
+            "spec.template.spec.restartPolicy",
+        ),
+        (
+            "too many containers",
+            with(
+                es(),
+                "/spec/template/spec/containers",
+                json!((0..=edgeshift::api::edge_service::MAX_CONTAINERS)
+                    .map(|i| json!({"name": format!("c{i}"), "image": "shop:1"}))
+                    .collect::<Vec<_>>()),
+            ),
+            "spec.template.spec.containers",
+        ),
+        (
+            "template label not a string",
+            with(
+                es(),
+                "/spec/template",
+                json!({"metadata": {"labels": {"tier": 1}},
+                "spec": {"containers": [{"name": "app", "image": "shop:1"}]}}),
+            ),
+            "spec.template.metadata.labels.tier",
+        ),
+        (
             "port out of range",
             with(es(), "/spec/traffic/ports/0/port", json!(70000)),
             "spec.traffic.ports[0].port",
