@@ -11,6 +11,7 @@ use edgeshift::controller::observe::{edge_node_view_for, observed_targets};
 use edgeshift::controller::slim::ChildDeployment;
 use edgeshift::planner::{self, PlanInput, PreviousState, RegionView};
 use kube::api::ListParams;
+use kube::core::DeserializeGuard;
 use kube::{Api, Client, ResourceExt};
 
 fn table(rows: Vec<Vec<String>>) -> String {
@@ -54,15 +55,22 @@ where
 pub async fn status(client: Client, namespace: Option<&str>) -> Result<String, String> {
     let regions = list(Api::<CloudRegion>::all(client.clone()), "CloudRegions").await?;
     let nodes = list(Api::<EdgeNode>::all(client.clone()), "EdgeNodes").await?;
+    // One by one, as the operator reads them: an unreadable object is a row of its own.
     let services = match namespace {
         Some(ns) => {
             list(
-                Api::<EdgeService>::namespaced(client.clone(), ns),
+                Api::<DeserializeGuard<EdgeService>>::namespaced(client.clone(), ns),
                 "EdgeServices",
             )
             .await?
         }
-        None => list(Api::<EdgeService>::all(client.clone()), "EdgeServices").await?,
+        None => {
+            list(
+                Api::<DeserializeGuard<EdgeService>>::all(client.clone()),
+                "EdgeServices",
+            )
+            .await?
+        }
     };
     let mut out = String::new();
     let mut rows = vec![["REGION", "PROVIDER", "PHASE", "NODES", "SINCE", "PROBES"]
@@ -122,7 +130,26 @@ pub async fn status(client: Client, namespace: Option<&str>) -> Result<String, S
     ]
     .map(String::from)
     .to_vec()];
-    for s in &services {
+    for guarded in &services {
+        let s = match &guarded.0 {
+            Ok(s) => s,
+            Err(invalid) => {
+                let meta = &invalid.metadata;
+                rows.push(vec![
+                    format!(
+                        "{}/{}",
+                        meta.namespace.clone().unwrap_or_default(),
+                        meta.name.clone().unwrap_or_default()
+                    ),
+                    "Unreadable".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+                continue;
+            }
+        };
         let st = s.status.clone().unwrap_or_default();
         let traffic = st
             .targets

@@ -5,10 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::error_boundary::InvalidObject;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::runtime::reflector::ObjectRef;
@@ -30,6 +34,127 @@ use crate::{Error, Result};
 
 /// Reason of the condition and Event when the API server refuses what we build from a spec.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+
+/// What the controller watches: an EdgeService, or one it cannot read (stored before a schema
+/// change, or through something the schema allows and our types do not). Each object is
+/// decoded on its own, so one unreadable object never fails the list or watch for the others.
+pub type Guarded = DeserializeGuard<EdgeService>;
+
+/// Reason of the condition and Event on an EdgeService the operator cannot read.
+pub const REASON_UNREADABLE: &str = REASON_INVALID_SPEC;
+
+pub async fn reconcile_guarded(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+    match &obj.0 {
+        Ok(es) => reconcile(Arc::new(es.clone()), ctx).await,
+        Err(invalid) => {
+            if !ctx.options.leadership.is_leader() {
+                return Ok(Action::await_change());
+            }
+            let metrics = ctx.options.metrics.clone();
+            metrics
+                .reconcile("EdgeService", mark_unreadable(invalid, &ctx))
+                .await
+        }
+    }
+}
+
+pub fn error_policy_guarded(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    match &obj.0 {
+        Ok(es) => error_policy(Arc::new(es.clone()), error, ctx),
+        Err(invalid) => {
+            let meta = &invalid.metadata;
+            let oref = ObjectRef::<EdgeService>::new(meta.name.as_deref().unwrap_or_default())
+                .within(meta.namespace.as_deref().unwrap_or_default());
+            let delay = ctx.backoff(&oref);
+            warn!(edgeservice = %oref, error = %error, retry_in = ?delay, "could not mark an unreadable EdgeService");
+            Action::requeue(delay)
+        }
+    }
+}
+
+/// The message on an EdgeService the operator cannot read, naming the field where the object
+/// `raw` as stored fails to decode (`error` is the decoder's reason without it).
+pub fn unreadable_message(raw: serde_json::Value, error: &str) -> String {
+    let why = serde_path_to_error::deserialize::<_, EdgeService>(raw)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| error.to_string());
+    format!(
+        "edgeshift cannot read this EdgeService and leaves it and its children as they are until it is fixed: {why}"
+    )
+}
+
+/// An unreadable EdgeService gets `Ready=False/InvalidSpec` and a Warning Event, once per
+/// change of its generation or of the error; its children are left alone (nothing is
+/// deleted or scaled because of an object we cannot read).
+async fn mark_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
+    let meta = &invalid.metadata;
+    let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
+        return Ok(Action::await_change());
+    };
+    if meta.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // The conditions are read from the raw object: the typed one is what cannot be decoded.
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        namespace,
+        &ApiResource::erase::<EdgeService>(&()),
+    );
+    let raw = api.get_status(name).await?;
+    let message = unreadable_message(
+        serde_json::to_value(&raw).unwrap_or_default(),
+        &invalid.error,
+    );
+    warn!(edgeservice = %format!("{namespace}/{name}"), %message, "unreadable EdgeService");
+    let mut conditions: Vec<Condition> = raw
+        .data
+        .pointer("/status/conditions")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let changed = conditions::set_condition(
+        &mut conditions,
+        conditions::READY,
+        ConditionStatus::False,
+        REASON_UNREADABLE,
+        &message,
+        raw.metadata.generation,
+        seconds(ctx.clock.now()),
+    );
+    if !changed {
+        return Ok(Action::await_change());
+    }
+    // Only the conditions change, and only on the object read above (its resourceVersion
+    // is a precondition: a concurrent fix is not overwritten, it is reconciled next).
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": raw.metadata.resource_version},
+        "status": {"conditions": conditions},
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(patch))
+        .await?;
+    let reference = ObjectReference {
+        api_version: Some(EdgeService::api_version(&()).into()),
+        kind: Some(EdgeService::kind(&()).into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid: meta.uid.clone(),
+        resource_version: raw.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    };
+    publish_to(
+        ctx,
+        reference,
+        KubeEventType::Warning,
+        REASON_UNREADABLE,
+        &message,
+    );
+    Ok(Action::await_change())
+}
 
 pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
     if !ctx.options.leadership.is_leader() {
@@ -491,6 +616,16 @@ async fn write_status(
 /// Records an Event off the reconcile's path: the children and status writes that move the
 /// workload do not wait behind it (in a mass failover there are thousands).
 async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: &str, note: &str) {
+    publish_to(ctx, es.object_ref(&()), type_, reason, note);
+}
+
+fn publish_to(
+    ctx: &Context,
+    reference: ObjectReference,
+    type_: KubeEventType,
+    reason: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -499,7 +634,6 @@ async fn publish(ctx: &Context, es: &EdgeService, type_: KubeEventType, reason: 
         secondary: None,
     };
     let recorder = ctx.recorder.clone();
-    let reference = es.object_ref(&());
     tokio::spawn(async move {
         if let Err(e) = recorder.publish(&event, &reference).await {
             warn!(error = %e, reason = %event.reason, "could not record an Event");
@@ -575,6 +709,47 @@ const EPISODE_RECHECK: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_our_types_cannot_read_is_kept_with_its_metadata_and_the_reason() {
+        let list = serde_json::json!({
+            "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeServiceList",
+            "metadata": {"resourceVersion": "7"},
+            "items": [
+                {"apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+                 "metadata": {"name": "broken", "namespace": "tenant-a", "uid": "u-1", "generation": 2},
+                 "spec": {"regions": ["aws-us-east-1"],
+                          "template": {"spec": {"containers": [{"name": "app", "image": "a:1",
+                              "ports": [{"containerPort": "8080"}]}]}}}},
+                {"apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+                 "metadata": {"name": "shop", "namespace": "tenant-b"},
+                 "spec": {"regions": ["aws-us-east-1"],
+                          "template": {"spec": {"containers": [{"name": "app", "image": "a:1"}]}}}}
+            ]
+        });
+        let stored = list["items"][0].clone();
+        // The list as the watcher decodes it: one bad item does not fail the others.
+        let list: kube::core::ObjectList<Guarded> =
+            serde_json::from_value(list).expect("the list decodes");
+        let [broken, shop] = &list.items[..] else {
+            panic!("two items")
+        };
+        let invalid = broken.0.as_ref().expect_err("unreadable");
+        assert_eq!(invalid.metadata.name.as_deref(), Some("broken"));
+        assert_eq!(invalid.metadata.namespace.as_deref(), Some("tenant-a"));
+        assert_eq!(invalid.metadata.generation, Some(2));
+        // The message names the field, from the object as stored.
+        let message = unreadable_message(stored, &invalid.error);
+        assert!(
+            message.ends_with(
+                ": spec.template.spec.containers[0].ports[0].containerPort: \
+                 invalid type: string \"8080\", expected i32"
+            ),
+            "{message}"
+        );
+        assert!(message.starts_with("edgeshift cannot read this EdgeService"));
+        assert_eq!(shop.0.as_ref().expect("readable").name_any(), "shop");
+    }
 
     fn with_secret_volume(allow: bool) -> EdgeService {
         serde_json::from_value(serde_json::json!({

@@ -19,11 +19,11 @@ use std::time::Duration;
 use events::Recorder;
 use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Service;
-use kube::core::PartialObjectMeta;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{CloudRegion, EdgeNode, EdgeService};
@@ -421,18 +421,20 @@ pub async fn run(
         caches: caches_rx,
     });
 
-    let (services_cache, services_cache_writer) = reflector::store::<EdgeService>();
+    // Decoded one by one (`Guarded`): an object our types cannot read is reconciled as such
+    // (marked, left alone) instead of failing the list, and with it everyone's failover.
+    let (services_cache, services_cache_writer) = reflector::store::<edge_service::Guarded>();
     let written = ctx.written.clone();
     let edge_services = watcher(
-        namespaced::<EdgeService>(&client, &options.namespace),
+        namespaced::<edge_service::Guarded>(&client, &options.namespace),
         watcher::Config::default(),
     )
-    .modify(|es: &mut EdgeService| slim::edge_service_meta(&mut es.metadata))
+    .modify(|es: &mut edge_service::Guarded| slim::edge_service_meta(es.meta_mut()))
     .default_backoff()
     .reflect(services_cache_writer)
     .applied_objects()
     .inspect(move |es| {
-        if let Ok(es) = es {
+        if let Ok(DeserializeGuard(Ok(es))) = es {
             written.seen(es);
         }
     })
@@ -452,8 +454,8 @@ pub async fn run(
             by_region
                 .state()
                 .into_iter()
-                .filter(|es| es.spec.regions.contains(&name))
-                .map(|es| ObjectRef::from_obj(&*es))
+                .filter(|g| g.0.as_ref().is_ok_and(|es| es.spec.regions.contains(&name)))
+                .map(|g| ObjectRef::from_obj(&*g))
                 .collect::<Vec<_>>()
         })
         .watches_stream(edge_stream, move |_node: EdgeNode| {
@@ -461,8 +463,8 @@ pub async fn run(
             by_edge
                 .state()
                 .into_iter()
-                .filter(|es| es.spec.uses_edge())
-                .map(|es| ObjectRef::from_obj(&*es))
+                .filter(|g| g.0.as_ref().is_ok_and(|es| es.spec.uses_edge()))
+                .map(|g| ObjectRef::from_obj(&*g))
                 .collect::<Vec<_>>()
         })
         // Becoming the leader reconciles everything from the (warm) caches at once.
@@ -500,7 +502,11 @@ pub async fn run(
 
     info!(namespace = ?options.namespace, "EdgeService controller starting");
     controller
-        .run(edge_service::reconcile, edge_service::error_policy, ctx)
+        .run(
+            edge_service::reconcile_guarded,
+            edge_service::error_policy_guarded,
+            ctx,
+        )
         .for_each(|result| {
             match result {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),

@@ -940,7 +940,10 @@ pub fn observe(client: &Client, namespace: &Option<String>) -> (TrafficCaches, T
 impl TrafficStreams {
     /// Reconcile an EdgeService when its route or record changes (or goes), when one of its
     /// edge pods changes node or readiness, and when a node running its edge pods changes address.
-    pub fn attach(self, controller: Controller<EdgeService>) -> Controller<EdgeService> {
+    pub fn attach(
+        self,
+        controller: Controller<super::edge_service::Guarded>,
+    ) -> Controller<super::edge_service::Guarded> {
         let pods = self.pod_cache;
         controller
             .owns_stream(self.routes)
@@ -958,7 +961,7 @@ impl TrafficStreams {
                         let service = p.labels().get(LABEL_SERVICE)?;
                         Some(ObjectRef::new(service).within(&p.namespace()?))
                     })
-                    .collect::<std::collections::HashSet<ObjectRef<EdgeService>>>()
+                    .collect::<std::collections::HashSet<ObjectRef<super::edge_service::Guarded>>>()
             })
     }
 }

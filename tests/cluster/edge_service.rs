@@ -505,3 +505,211 @@ async fn losing_every_region_of_a_provider_moves_the_service_to_verified_edge_no
     delete_region(&client, &east).await;
     delete_region(&client, &west).await;
 }
+
+/// The EdgeService CRD as an older, looser release had it: the pod template unchecked. What
+/// it stored stays stored after the real CRD is back (the API server does not re-validate).
+fn loose_edge_service_crd() -> serde_json::Value {
+    let crd = edgeshift::api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "EdgeService")
+        .expect("EdgeService CRD");
+    let mut crd = serde_json::to_value(crd).expect("CRD as JSON");
+    let template = crd
+        .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/template")
+        .expect("template schema");
+    *template = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crd
+}
+
+async fn apply_crd(client: &Client, crd: &serde_json::Value) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd["metadata"]["name"].as_str().expect("CRD name");
+    api.patch(
+        name,
+        &PatchParams::apply("edgeshift-e2e").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+}
+
+#[tokio::test]
+async fn an_unreadable_edge_service_is_marked_and_every_other_one_is_still_reconciled() {
+    // The CRD is loosened for a moment: no other test may create EdgeServices meanwhile.
+    let _cluster = exclusive_cluster().await;
+    let client = client().await;
+    ensure_crds().await;
+    let ns = TestNamespace::new(&client, "es-unreadable").await;
+    let (east, west) = (format!("{}-east", ns.name), format!("{}-west", ns.name));
+    region(&client, &ns.name, &east, "aws", "us-east-1", "Healthy").await;
+    region(&client, &ns.name, &west, "aws", "us-west-2", "Healthy").await;
+    let services: Api<EdgeService> = Api::namespaced(client.clone(), &ns.name);
+    services
+        .create(
+            &PostParams::default(),
+            &edge_service("shop", 4, &[&east, &west], json!({})),
+        )
+        .await
+        .expect("create shop");
+
+    // An object stored before the schema described the pod template: a string port.
+    let broken = json!({
+        "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+        "metadata": {"name": "broken", "namespace": &ns.name},
+        "spec": {"replicas": 2, "regions": [&east],
+                 "template": {"spec": {"containers": [{"name": "app", "image": "shop:1",
+                                                       "ports": [{"containerPort": "8080"}]}]}}}
+    });
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::erase::<EdgeService>(&()),
+    );
+    let broken_obj: kube::api::DynamicObject =
+        serde_json::from_value(broken.clone()).expect("object");
+    let real_crd = serde_json::to_value(
+        edgeshift::api::crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == "EdgeService")
+            .expect("EdgeService CRD"),
+    )
+    .expect("CRD as JSON");
+    apply_crd(&client, &loose_edge_service_crd()).await;
+    let stored = eventually(
+        "the loose CRD to accept the string port",
+        Duration::from_secs(30),
+        || async { raw.create(&PostParams::default(), &broken_obj).await.ok() },
+    )
+    .await;
+    apply_crd(&client, &real_crd).await;
+    let mut probe = broken_obj.clone();
+    probe.metadata.name = Some("probe".into());
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(
+        "the real CRD to refuse the string port again",
+        Duration::from_secs(30),
+        || async { raw.create(&dry_run, &probe).await.is_err().then_some(()) },
+    )
+    .await;
+    assert!(
+        services.get("broken").await.is_err(),
+        "the stored object must be unreadable to the typed client"
+    );
+    assert_eq!(
+        stored.data["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        "8080"
+    );
+
+    // The operator starts with the unreadable object stored: the others are reconciled.
+    let operator = Operator::start_with(&ns.name, &["--disable-prober"]);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let (east_d, west_d) = (format!("shop-{east}"), format!("shop-{west}"));
+    eventually("shop's 2 + 2 replicas", Duration::from_secs(30), || async {
+        (deployment_replicas(&deployments, &east_d).await == Some(2)
+            && deployment_replicas(&deployments, &west_d).await == Some(2))
+        .then_some(())
+    })
+    .await;
+    drop(operator);
+
+    // Restarted, with the object still there: a change to another EdgeService converges.
+    let _operator = Operator::start_as(&ns.name, "restarted", &["--disable-prober"]);
+    services
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 6}})),
+        )
+        .await
+        .expect("scale shop");
+    eventually(
+        "shop converges to 3 + 3 and observes generation 2",
+        Duration::from_secs(30),
+        || async {
+            let es = services.get("shop").await.ok()?;
+            let observed = es.status.as_ref()?.observed_generation;
+            (observed == Some(2)
+                && deployment_replicas(&deployments, &east_d).await == Some(3)
+                && deployment_replicas(&deployments, &west_d).await == Some(3))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // The unreadable one says why, once, and nothing was built from it.
+    let condition = eventually(
+        "broken to carry Ready=False/InvalidSpec",
+        Duration::from_secs(30),
+        || async {
+            let obj = raw.get("broken").await.ok()?;
+            let conditions = obj.data.pointer("/status/conditions")?.as_array()?.clone();
+            conditions
+                .into_iter()
+                .find(|c| c["type"] == "Ready" && c["status"] == "False")
+                .filter(|c| c["reason"] == "InvalidSpec")
+        },
+    )
+    .await;
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot read")
+            && message
+                .contains("spec.template.spec.containers[0].ports[0].containerPort: invalid type"),
+        "{condition}"
+    );
+    let events = eventually(
+        "a Warning Event on broken",
+        Duration::from_secs(30),
+        || async {
+            let events = events_of(&client, &ns.name, "broken").await;
+            events
+                .iter()
+                .any(|(reason, _)| reason == "InvalidSpec")
+                .then_some(events)
+        },
+    )
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, m)| m.contains("cannot read this EdgeService")),
+        "{events:?}"
+    );
+    assert!(
+        deployments
+            .get_opt(&format!("broken-{east}"))
+            .await
+            .expect("get")
+            .is_none(),
+        "a Deployment was built from an unreadable object"
+    );
+    // Marked once: the status is not rewritten while nothing changes.
+    let rv = raw
+        .get("broken")
+        .await
+        .expect("broken")
+        .metadata
+        .resource_version;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        raw.get("broken")
+            .await
+            .expect("broken")
+            .metadata
+            .resource_version,
+        rv
+    );
+    let log = std::fs::read_to_string(repo_dir().join(format!(
+        "target/e2e/logs/operator-{}-restarted.log",
+        ns.name
+    )))
+    .unwrap_or_default();
+    assert!(
+        !log.contains("failed to perform initial object list"),
+        "the list failed"
+    );
+}
