@@ -317,7 +317,7 @@ fn record_metrics(
     }
 }
 
-/// Per-object exponential backoff (1 s doubling to 5 min) on errors.
+/// Per-object exponential backoff (1 s doubling to 30 s) on errors.
 pub fn error_policy(es: Arc<EdgeService>, error: &Error, ctx: Arc<Context>) -> Action {
     let oref = ObjectRef::from_obj(&*es);
     ctx.options

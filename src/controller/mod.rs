@@ -101,12 +101,12 @@ impl Context {
             .of(&es.namespace().unwrap_or_default(), &es.name_any())
     }
 
-    /// Backoff after the n-th consecutive failure: 1 s, 2 s, 4 s, ... capped at 5 minutes.
+    /// Backoff after this object's next consecutive failure ([`backoff_after`]).
     fn backoff(&self, obj: &ObjectRef<EdgeService>) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(obj.clone()).or_insert(0);
         *n = n.saturating_add(1);
-        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+        backoff_after(*n)
     }
 
     fn reset_backoff(&self, obj: &ObjectRef<EdgeService>) {
@@ -123,6 +123,17 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The most an object waits to be retried after errors. Short, because the usual error in an
+/// outage is the API server itself being away: once it is back, every object is retried within
+/// this, not minutes later.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Backoff after the n-th consecutive failure (n >= 1): 1 s, 2 s, 4 s, ... capped at
+/// [`MAX_BACKOFF`].
+pub fn backoff_after(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(8)).min(MAX_BACKOFF)
 }
 
 /// What of a CloudRegion matters to the EdgeServices that use it: spec and verdict.
@@ -524,6 +535,14 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_backoff_doubles_from_one_second_to_thirty() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff_after(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff_after(u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff_after(0), Duration::from_secs(1));
+    }
 
     fn edge_service(rv: &str, phase: Option<&str>) -> EdgeService {
         let mut es: EdgeService = serde_json::from_value(serde_json::json!({
