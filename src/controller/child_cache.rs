@@ -95,7 +95,8 @@ impl ChildRecord {
 
 /// The records of one kind of child, by EdgeService, with the watch's re-list handled as a
 /// reflector store handles it: a re-list builds a new map and replaces the old one when done,
-/// so children deleted while the watch was down do not linger.
+/// so children deleted while the watch was down do not linger, and their services are named
+/// to whoever listens ([`ChildCache::vanished`]): nothing else would reconcile them.
 pub struct ChildCache {
     state: Mutex<Records>,
     ready: tokio::sync::watch::Sender<bool>,
@@ -106,6 +107,27 @@ struct Records {
     live: HashMap<ServiceKey, Vec<ChildRecord>>,
     /// While a re-list runs: what it has brought so far.
     relist: Option<HashMap<ServiceKey, Vec<ChildRecord>>>,
+    /// Where the services of children a re-list no longer brings are sent.
+    vanished: Option<futures::channel::mpsc::UnboundedSender<ServiceKey>>,
+}
+
+/// The services with a child in `before` that `after` no longer has, in key order.
+fn vanished(
+    before: &HashMap<ServiceKey, Vec<ChildRecord>>,
+    after: &HashMap<ServiceKey, Vec<ChildRecord>>,
+) -> Vec<ServiceKey> {
+    let mut gone: Vec<ServiceKey> = before
+        .iter()
+        .filter(|(key, records)| {
+            let now = after.get(*key);
+            records
+                .iter()
+                .any(|r| !now.is_some_and(|now| now.iter().any(|n| n.name == r.name)))
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    gone.sort();
+    gone
 }
 
 impl Default for ChildCache {
@@ -179,7 +201,14 @@ impl ChildCache {
             }
             watcher::Event::InitDone => {
                 if let Some(relisted) = state.relist.take() {
+                    let gone = vanished(&state.live, &relisted);
                     state.live = relisted;
+                    if let Some(tx) = &state.vanished {
+                        for key in gone {
+                            // A closed receiver means the controller has stopped.
+                            let _ = tx.unbounded_send(key);
+                        }
+                    }
                 }
                 self.ready.send_replace(true);
                 false
@@ -197,6 +226,17 @@ impl ChildCache {
                 true
             }
         }
+    }
+
+    /// The `(namespace, service)` of every child that a re-list found gone (deleted while the
+    /// watch was down, so no Delete event came). One listener: a second call replaces the first.
+    pub fn vanished(&self) -> futures::channel::mpsc::UnboundedReceiver<ServiceKey> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .vanished = Some(tx);
+        rx
     }
 
     /// The records of the children of `namespace/service`.
@@ -391,6 +431,43 @@ mod tests {
         observe(&cache, watcher::Event::InitDone);
         assert_eq!(cache.len(), 1);
         assert!(cache.get("a", "shop", "shop-east").is_none());
+    }
+
+    #[test]
+    fn a_relist_names_the_services_whose_children_went_while_the_watch_was_down() {
+        let cache = ChildCache::default();
+        let mut gone = cache.vanished();
+        for e in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(deployment("a", "shop-edge", "shop", 1)),
+            watcher::Event::InitApply(deployment("a", "shop-east", "shop", 1)),
+            watcher::Event::InitApply(deployment("b", "cart-east", "cart", 1)),
+            watcher::Event::InitApply(deployment("c", "web-east", "web", 1)),
+            watcher::Event::InitDone,
+        ] {
+            observe(&cache, e);
+        }
+        assert!(gone.try_recv().is_err(), "the first list loses nothing");
+        // While the watch was down: shop-east and all of cart went; web is as it was.
+        for e in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(deployment("a", "shop-edge", "shop", 1)),
+            watcher::Event::InitApply(deployment("c", "web-east", "web", 1)),
+            watcher::Event::InitDone,
+        ] {
+            observe(&cache, e);
+        }
+        let mut named = vec![];
+        while let Ok(key) = gone.try_recv() {
+            named.push(key);
+        }
+        assert_eq!(
+            named,
+            [
+                ("a".to_string(), "shop".to_string()),
+                ("b".into(), "cart".into())
+            ]
+        );
     }
 
     #[tokio::test]

@@ -478,6 +478,11 @@ pub async fn run(
                 .map(|g| ObjectRef::from_obj(&*g))
                 .collect::<Vec<_>>()
         })
+        // Children deleted while a watch was down (no Delete event came): their services.
+        .reconcile_on(
+            futures::stream::select(ctx.deployments.vanished(), ctx.services.vanished())
+                .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)),
+        )
         // Becoming the leader reconciles everything from the (warm) caches at once.
         .reconcile_all_on(leadership_acquired(options.leadership.clone()))
         .graceful_shutdown_on(shutdown);
