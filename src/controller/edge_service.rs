@@ -519,11 +519,13 @@ async fn apply_children(
         .flatten()
         .min();
     // Targets that left the spec (a region removed, the edge disabled): their Deployments go.
+    // Only those: a region still in the spec keeps its Deployment even when nothing was built
+    // for it (its CloudRegion is missing, e.g. pruned by GitOps), see `deletable`.
     let uid = es.uid();
     for d in ctx.deployments_of(es) {
         // Labelled as ours (the cache keeps only those, by service), owned by this
         // EdgeService (not a namesake's), and a target's.
-        if d.owned_by(uid.as_deref()) && d.target.is_some() && !wanted.contains(&*d.name) {
+        if d.owned_by(uid.as_deref()) && deletable(es, d.target.as_deref(), &d.name, &wanted) {
             info!(deployment = %d.name, "deleting the Deployment of a target no longer in the spec");
             match deployments
                 .delete(&d.name, &DeleteParams::background())
@@ -538,6 +540,24 @@ async fn apply_children(
     // The HTTPRoute and DNSEndpoint follow the Deployments and Services they point at.
     let report = traffic::apply(es, ctx, namespace, &plan.weights, observed).await?;
     Ok((report, first_write))
+}
+
+/// Whether the Deployment `name` of target `target` goes: it is a target's, nothing was built
+/// for it, and its target has left the spec (a region no longer listed; the edge when the
+/// service no longer uses it).
+fn deletable(
+    es: &EdgeService,
+    target: Option<&str>,
+    name: &str,
+    wanted: &BTreeSet<String>,
+) -> bool {
+    let Some(target) = target else { return false };
+    let in_spec = if target == EDGE_TARGET {
+        es.spec.uses_edge()
+    } else {
+        es.spec.regions.iter().any(|r| r == target)
+    };
+    !wanted.contains(name) && !in_spec
 }
 
 /// The desired Deployments split into those that grow (more replicas than the cluster holds,
@@ -709,6 +729,48 @@ const EPISODE_RECHECK: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_deployments_of_targets_that_left_the_spec_are_deleted() {
+        let es = |fallback: serde_json::Value| -> EdgeService {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "edgeshift.io/v1alpha1", "kind": "EdgeService",
+                "metadata": {"name": "shop", "namespace": "prod"},
+                "spec": {"regions": ["east", "west"], "fallback": fallback,
+                         "template": {"spec": {"containers": [{"name": "app", "image": "a:1"}]}}}
+            }))
+            .expect("EdgeService")
+        };
+        let on_edge = es(serde_json::json!({"mode": "Failover"}));
+        let no_edge = es(serde_json::json!({"mode": "Disabled"}));
+        assert!(on_edge.spec.uses_edge() && !no_edge.spec.uses_edge());
+        // What was built this time. West's CloudRegion is missing, so nothing was built for
+        // it; it is still listed, so its Deployment stays.
+        let built: BTreeSet<String> = ["shop-east".into(), "shop-edge".into()].into();
+        let built_no_edge: BTreeSet<String> = ["shop-east".into()].into();
+        let cases = [
+            (&on_edge, &built, Some("east"), "shop-east", false),
+            (&on_edge, &built, Some("west"), "shop-west", false),
+            (&on_edge, &built, Some("north"), "shop-north", true),
+            (&on_edge, &built, Some(EDGE_TARGET), "shop-edge", false),
+            (
+                &no_edge,
+                &built_no_edge,
+                Some(EDGE_TARGET),
+                "shop-edge",
+                true,
+            ),
+            (&no_edge, &built_no_edge, Some("west"), "shop-west", false),
+            (&on_edge, &built, None, "shop-unlabelled", false),
+        ];
+        for (es, wanted, target, name, expected) in cases {
+            assert_eq!(
+                deletable(es, target, name, wanted),
+                expected,
+                "{name} (target {target:?})"
+            );
+        }
+    }
 
     #[test]
     fn an_object_our_types_cannot_read_is_kept_with_its_metadata_and_the_reason() {

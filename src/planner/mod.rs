@@ -636,12 +636,12 @@ pub fn plan(input: &PlanInput) -> Plan {
             message: failover_message.clone(),
         }
     } else {
-        PlannedCondition {
+        unknown_regions_condition(&regions).unwrap_or_else(|| PlannedCondition {
             type_: conditions::FAILED_OVER.into(),
             status: ConditionStatus::False,
             reason: "RegionsServing".into(),
             message: "no region of the service is lost".into(),
-        }
+        })
     });
     planned_conditions.push(failback_condition(
         &regions, step, step_since, &steps, failback,
@@ -761,6 +761,31 @@ fn is_stable(view: &RegionView, stabilization_seconds: u32, now: Timestamp) -> b
         && view.healthy_since.is_some_and(|since| {
             millis_between(since, now) >= i64::from(stabilization_seconds) * 1000
         })
+}
+
+/// Reason of `FailedOver=False` while some region cannot be judged.
+pub const REASON_REGIONS_UNKNOWN: &str = "RegionsUnknown";
+
+/// Why nothing moved although some region cannot be judged (no CloudRegion, or its verdict
+/// Unknown): their replicas stay where they run, and the condition names them.
+fn unknown_regions_condition(regions: &[Region]) -> Option<PlannedCondition> {
+    let unknown: Vec<String> = regions
+        .iter()
+        .filter(|r| r.class == Class::Unknown)
+        .map(|r| match r.view {
+            None => format!("{} (no CloudRegion)", r.name),
+            Some(_) => format!("{} (verdict Unknown)", r.name),
+        })
+        .collect();
+    (!unknown.is_empty()).then(|| PlannedCondition {
+        type_: conditions::FAILED_OVER.into(),
+        status: ConditionStatus::False,
+        reason: REASON_REGIONS_UNKNOWN.into(),
+        message: format!(
+            "nothing fails over from a region edgeshift cannot judge; their replicas stay where they run: {}",
+            unknown.join(", ")
+        ),
+    })
 }
 
 /// Replicas an Unknown region keeps: what the previous plan gave it, or its normal share when

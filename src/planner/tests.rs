@@ -15,6 +15,17 @@ fn edge_nodes(count: usize) -> Vec<EdgeNodeView> {
 }
 
 /// Plans and applies until nothing changes any more (at most 10 rounds, same clock).
+/// Six replicas over two Healthy regions, EAST and WEST, with three edge nodes, settled.
+fn steady_east_west() -> (PlanInput, Plan) {
+    let service = EdgeService::test().replicas(6).regions([EAST, WEST]);
+    settle(
+        PlanInput::new(service.spec, at(0))
+            .region(RegionView::healthy(EAST))
+            .region(RegionView::healthy(WEST))
+            .edge_nodes(edge_nodes(3)),
+    )
+}
+
 fn settle(mut input: PlanInput) -> (PlanInput, Plan) {
     let mut plan = plan(&input);
     for _ in 0..10 {
@@ -106,12 +117,7 @@ fn ordered_puts_everything_on_the_first_healthy_region() {
 
 #[test]
 fn one_region_down_spills_over_to_the_other_region() {
-    let service = EdgeService::test().replicas(6).regions([EAST, WEST]);
-    let normal = PlanInput::new(service.spec, at(0))
-        .region(RegionView::healthy(EAST))
-        .region(RegionView::healthy(WEST))
-        .edge_nodes(edge_nodes(3));
-    let (steady, _) = settle(normal);
+    let (steady, _) = steady_east_west();
 
     let lost = steady
         .clone()
@@ -405,13 +411,7 @@ fn flapping_verdicts_do_not_flap_the_workload() {
 
 #[test]
 fn unknown_verdict_changes_nothing() {
-    let service = EdgeService::test().replicas(6).regions([EAST, WEST]);
-    let (steady, before) = settle(
-        PlanInput::new(service.spec, at(0))
-            .region(RegionView::healthy(EAST))
-            .region(RegionView::healthy(WEST))
-            .edge_nodes(edge_nodes(3)),
-    );
+    let (steady, before) = steady_east_west();
     let unknown = steady
         .region(RegionView::healthy(EAST).unknown())
         .at(at(60));
@@ -423,6 +423,45 @@ fn unknown_verdict_changes_nothing() {
     assert_eq!(
         plan.target(EAST).map(|t| t.state),
         Some(TargetState::Unknown)
+    );
+    // The status says why nothing moved.
+    let failed_over = condition(&plan, conditions::FAILED_OVER);
+    assert_eq!(
+        (failed_over.status, failed_over.reason.as_str()),
+        (ConditionStatus::False, "RegionsUnknown")
+    );
+    assert!(
+        failed_over
+            .message
+            .ends_with(&format!(": {EAST} (verdict Unknown)")),
+        "{}",
+        failed_over.message
+    );
+}
+
+#[test]
+fn a_region_whose_cloud_region_is_gone_keeps_its_replicas_and_the_status_says_why() {
+    let (steady, before) = steady_east_west();
+    // The CloudRegion of EAST was deleted (a GitOps prune): the planner no longer sees it.
+    let mut pruned = steady.at(at(60));
+    pruned.regions.retain(|r| r.name != EAST);
+    let plan = plan(&pruned);
+    assert_eq!((plan.replicas(EAST), plan.replicas(WEST)), (3, 3));
+    assert_eq!(plan.replicas(EDGE_TARGET), 0);
+    assert_eq!(plan.weights, before.weights);
+    assert!(plan.last_failover.is_none());
+    assert!(plan.events.iter().all(|e| e.reason != "RegionLost"));
+    let failed_over = condition(&plan, conditions::FAILED_OVER);
+    assert_eq!(
+        (failed_over.status, failed_over.reason.as_str()),
+        (ConditionStatus::False, "RegionsUnknown")
+    );
+    assert!(
+        failed_over
+            .message
+            .ends_with(&format!(": {EAST} (no CloudRegion)")),
+        "{}",
+        failed_over.message
     );
 }
 

@@ -506,6 +506,28 @@ async fn losing_every_region_of_a_provider_moves_the_service_to_verified_edge_no
     delete_region(&client, &west).await;
 }
 
+/// A test namespace, two Healthy aws CloudRegions `<ns>-east` and `<ns>-west` (verdicts set by
+/// the test: operators here run with `--disable-prober`), and the EdgeService `shop` of 4
+/// replicas over them; no operator yet.
+async fn shop_over_two_regions(
+    client: &Client,
+    prefix: &str,
+) -> (TestNamespace, String, String, Api<EdgeService>) {
+    let ns = TestNamespace::new(client, prefix).await;
+    let (east, west) = (format!("{}-east", ns.name), format!("{}-west", ns.name));
+    region(client, &ns.name, &east, "aws", "us-east-1", "Healthy").await;
+    region(client, &ns.name, &west, "aws", "us-west-2", "Healthy").await;
+    let services: Api<EdgeService> = Api::namespaced(client.clone(), &ns.name);
+    services
+        .create(
+            &PostParams::default(),
+            &edge_service("shop", 4, &[&east, &west], json!({})),
+        )
+        .await
+        .expect("create shop");
+    (ns, east, west, services)
+}
+
 /// The EdgeService CRD as an older, looser release had it: the pod template unchecked. What
 /// it stored stays stored after the real CRD is back (the API server does not re-validate).
 fn loose_edge_service_crd() -> serde_json::Value {
@@ -540,18 +562,7 @@ async fn an_unreadable_edge_service_is_marked_and_every_other_one_is_still_recon
     let _cluster = exclusive_cluster().await;
     let client = client().await;
     ensure_crds().await;
-    let ns = TestNamespace::new(&client, "es-unreadable").await;
-    let (east, west) = (format!("{}-east", ns.name), format!("{}-west", ns.name));
-    region(&client, &ns.name, &east, "aws", "us-east-1", "Healthy").await;
-    region(&client, &ns.name, &west, "aws", "us-west-2", "Healthy").await;
-    let services: Api<EdgeService> = Api::namespaced(client.clone(), &ns.name);
-    services
-        .create(
-            &PostParams::default(),
-            &edge_service("shop", 4, &[&east, &west], json!({})),
-        )
-        .await
-        .expect("create shop");
+    let (ns, east, west, services) = shop_over_two_regions(&client, "es-unreadable").await;
 
     // An object stored before the schema described the pod template: a string port.
     let broken = json!({
@@ -712,4 +723,94 @@ async fn an_unreadable_edge_service_is_marked_and_every_other_one_is_still_recon
         !log.contains("failed to perform initial object list"),
         "the list failed"
     );
+}
+
+/// The FailedOver condition of `name`: (status, reason, message).
+async fn failed_over(services: &Api<EdgeService>, name: &str) -> Option<(String, String, String)> {
+    let es = services.get(name).await.ok()?;
+    let c = es
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "FailedOver")?;
+    Some((c.status, c.reason, c.message))
+}
+
+#[tokio::test]
+async fn a_region_with_an_unknown_verdict_or_no_cloud_region_keeps_its_deployment() {
+    let _cluster = shared_cluster().await;
+    let client = client().await;
+    ensure_crds().await;
+    let (ns, east, west, services) = shop_over_two_regions(&client, "es-keep").await;
+    let _operator = Operator::start_with(&ns.name, &["--disable-prober"]);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let (east_d, west_d) = (format!("shop-{east}"), format!("shop-{west}"));
+    let both = || async {
+        (
+            deployment_replicas(&deployments, &east_d).await,
+            deployment_replicas(&deployments, &west_d).await,
+        )
+    };
+    eventually("2 + 2 replicas", Duration::from_secs(30), || async {
+        (both().await == (Some(2), Some(2))).then_some(())
+    })
+    .await;
+
+    // East's verdict goes Unknown: nothing moves, and the status says why.
+    set_verdict(&client, &east, "Unknown").await;
+    let (_, _, message) = eventually(
+        "FailedOver=False/RegionsUnknown naming east",
+        Duration::from_secs(30),
+        || async {
+            failed_over(&services, "shop")
+                .await
+                .filter(|(s, r, _)| s == "False" && r == "RegionsUnknown")
+        },
+    )
+    .await;
+    assert!(
+        message.contains(&format!("{east} (verdict Unknown)")),
+        "{message}"
+    );
+    assert_eq!(both().await, (Some(2), Some(2)));
+
+    // East's CloudRegion is deleted (a GitOps prune): its Deployment stays, as it was.
+    set_verdict(&client, &east, "Healthy").await;
+    delete_region(&client, &east).await;
+    let (_, _, message) = eventually(
+        "FailedOver=False/RegionsUnknown naming east without a CloudRegion",
+        Duration::from_secs(30),
+        || async {
+            failed_over(&services, "shop").await.filter(|(s, r, m)| {
+                s == "False" && r == "RegionsUnknown" && m.contains("(no CloudRegion)")
+            })
+        },
+    )
+    .await;
+    assert!(
+        message.contains(&format!("{east} (no CloudRegion)")),
+        "{message}"
+    );
+    // Over a few reconciles (a change to the service asks for one): still there, unscaled.
+    services
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}, "spec": {"fallback": {"failback": {"stabilizationSeconds": 31}}}})),
+        )
+        .await
+        .expect("touch shop");
+    eventually("generation 2 observed", Duration::from_secs(30), || async {
+        let es = services.get("shop").await.ok()?;
+        (es.status?.observed_generation == Some(2)).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            both().await,
+            (Some(2), Some(2)),
+            "a region still listed lost or shrank its Deployment"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
