@@ -409,6 +409,20 @@ fn flapping_verdicts_do_not_flap_the_workload() {
     assert!(edge_replicas.iter().all(|&r| r == 3), "{edge_replicas:?}");
 }
 
+/// `FailedOver=False/RegionsUnknown`, the message ending with the regions it names.
+fn assert_nothing_moved_because(plan: &Plan, regions: &str) {
+    let failed_over = condition(plan, conditions::FAILED_OVER);
+    assert_eq!(
+        (failed_over.status, failed_over.reason.as_str()),
+        (ConditionStatus::False, REASON_REGIONS_UNKNOWN)
+    );
+    assert!(
+        failed_over.message.ends_with(&format!(": {regions}")),
+        "{}",
+        failed_over.message
+    );
+}
+
 #[test]
 fn unknown_verdict_changes_nothing() {
     let (steady, before) = steady_east_west();
@@ -425,18 +439,7 @@ fn unknown_verdict_changes_nothing() {
         Some(TargetState::Unknown)
     );
     // The status says why nothing moved.
-    let failed_over = condition(&plan, conditions::FAILED_OVER);
-    assert_eq!(
-        (failed_over.status, failed_over.reason.as_str()),
-        (ConditionStatus::False, "RegionsUnknown")
-    );
-    assert!(
-        failed_over
-            .message
-            .ends_with(&format!(": {EAST} (verdict Unknown)")),
-        "{}",
-        failed_over.message
-    );
+    assert_nothing_moved_because(&plan, &format!("{EAST} (verdict Unknown)"));
 }
 
 #[test]
@@ -451,18 +454,7 @@ fn a_region_whose_cloud_region_is_gone_keeps_its_replicas_and_the_status_says_wh
     assert_eq!(plan.weights, before.weights);
     assert!(plan.last_failover.is_none());
     assert!(plan.events.iter().all(|e| e.reason != "RegionLost"));
-    let failed_over = condition(&plan, conditions::FAILED_OVER);
-    assert_eq!(
-        (failed_over.status, failed_over.reason.as_str()),
-        (ConditionStatus::False, "RegionsUnknown")
-    );
-    assert!(
-        failed_over
-            .message
-            .ends_with(&format!(": {EAST} (no CloudRegion)")),
-        "{}",
-        failed_over.message
-    );
+    assert_nothing_moved_because(&plan, &format!("{EAST} (no CloudRegion)"));
 }
 
 #[test]
