@@ -43,31 +43,24 @@ pub type Guarded = DeserializeGuard<EdgeService>;
 /// Reason of the condition and Event on an EdgeService the operator cannot read.
 pub const REASON_UNREADABLE: &str = REASON_INVALID_SPEC;
 
-pub async fn reconcile_guarded(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.options.leadership.is_leader() {
+        // A standby keeps its caches warm; the leader acts. Becoming the leader triggers a
+        // reconcile of everything (`reconcile_all_on`).
+        return Ok(Action::await_change());
+    }
+    let metrics = ctx.options.metrics.clone();
     match &obj.0 {
-        Ok(es) => reconcile(Arc::new(es.clone()), ctx).await,
-        Err(invalid) => {
-            if !ctx.options.leadership.is_leader() {
-                return Ok(Action::await_change());
-            }
-            let metrics = ctx.options.metrics.clone();
+        Ok(es) => {
+            ctx.caches_ready().await;
             metrics
-                .reconcile("EdgeService", mark_unreadable(invalid, &ctx))
+                .reconcile("EdgeService", reconcile_leader(Arc::new(es.clone()), ctx))
                 .await
         }
-    }
-}
-
-pub fn error_policy_guarded(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    match &obj.0 {
-        Ok(es) => error_policy(Arc::new(es.clone()), error, ctx),
         Err(invalid) => {
-            let meta = &invalid.metadata;
-            let oref = ObjectRef::<EdgeService>::new(meta.name.as_deref().unwrap_or_default())
-                .within(meta.namespace.as_deref().unwrap_or_default());
-            let delay = ctx.backoff(&oref);
-            warn!(edgeservice = %oref, error = %error, retry_in = ?delay, "could not mark an unreadable EdgeService");
-            Action::requeue(delay)
+            metrics
+                .reconcile("EdgeService", mark_unreadable(&obj, invalid, &ctx))
+                .await
         }
     }
 }
@@ -87,7 +80,7 @@ pub fn unreadable_message(raw: serde_json::Value, error: &str) -> String {
 /// An unreadable EdgeService gets `Ready=False/InvalidSpec` and a Warning Event, once per
 /// change of its generation or of the error; its children are left alone (nothing is
 /// deleted or scaled because of an object we cannot read).
-async fn mark_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
+async fn mark_unreadable(obj: &Guarded, invalid: &InvalidObject, ctx: &Context) -> Result<Action> {
     let meta = &invalid.metadata;
     let (Some(namespace), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) else {
         return Ok(Action::await_change());
@@ -137,36 +130,14 @@ async fn mark_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Actio
     };
     api.patch_status(name, &params, &Patch::Merge(patch))
         .await?;
-    let reference = ObjectReference {
-        api_version: Some(EdgeService::api_version(&()).into()),
-        kind: Some(EdgeService::kind(&()).into()),
-        namespace: Some(namespace.into()),
-        name: Some(name.into()),
-        uid: meta.uid.clone(),
-        resource_version: raw.metadata.resource_version.clone(),
-        ..ObjectReference::default()
-    };
     publish_to(
         ctx,
-        reference,
+        obj.object_ref(&()),
         KubeEventType::Warning,
         REASON_UNREADABLE,
         &message,
     );
     Ok(Action::await_change())
-}
-
-pub async fn reconcile(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
-    if !ctx.options.leadership.is_leader() {
-        // A standby keeps its caches warm; the leader acts. Becoming the leader triggers a
-        // reconcile of everything (`reconcile_all_on`).
-        return Ok(Action::await_change());
-    }
-    ctx.caches_ready().await;
-    let metrics = ctx.options.metrics.clone();
-    metrics
-        .reconcile("EdgeService", reconcile_leader(es, ctx))
-        .await
 }
 
 async fn reconcile_leader(es: Arc<EdgeService>, ctx: Arc<Context>) -> Result<Action> {
@@ -317,9 +288,10 @@ fn record_metrics(
     }
 }
 
-/// Per-object exponential backoff (1 s doubling to 30 s) on errors.
-pub fn error_policy(es: Arc<EdgeService>, error: &Error, ctx: Arc<Context>) -> Action {
-    let oref = ObjectRef::from_obj(&*es);
+/// Per-object exponential backoff (1 s doubling to 30 s) on errors, readable object or not.
+pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    let oref =
+        ObjectRef::<EdgeService>::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default());
     ctx.options
         .metrics
         .reconcile_errors

@@ -518,11 +518,7 @@ pub async fn run(
 
     info!(namespace = ?options.namespace, "EdgeService controller starting");
     controller
-        .run(
-            edge_service::reconcile_guarded,
-            edge_service::error_policy_guarded,
-            ctx,
-        )
+        .run(edge_service::reconcile, edge_service::error_policy, ctx)
         .for_each(|result| {
             match result {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
